@@ -6,6 +6,6 @@ the OpenMMLab registries. ``mmtokred.reducers`` alone needs nothing but PyTorch.
 from .reducers import REDUCERS, Reduction, TokenReducer, build_reducer  # noqa: F401
 from .version import __version__  # noqa: F401
 
-from . import datasets, hosts  # noqa: F401,E402  (registers into mmseg's registries)
+from . import datasets, engine, hosts  # noqa: F401,E402  (registers into the OpenMMLab registries)
 from .hosts import (ReducedVisionTransformer, TokenReductionEncoderDecoder, TokenReductionHook,  # noqa: F401,E402
                     insert_token_reduction)

@@ -24,7 +24,8 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from this checkpoint, or from the latest one in the work dir if no path is given')
-    parser.add_argument('--amp', action='store_true', default=False, help='automatic mixed precision training')
+    parser.add_argument('--amp', action='store_true', default=False,
+                        help='mixed precision: float16 with loss scaling on a GPU, bfloat16 autocast on a CPU')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings, key=value')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -40,8 +41,13 @@ def main(argv=None):
     allow_trusted_checkpoints()
     cfg = prepare_config(args.config, args.cfg_options, args.launcher, args.work_dir)
     if args.amp:
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        import torch
+        if torch.cuda.is_available():
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        else:  # mmengine's AmpOptimWrapper needs an accelerator; bfloat16 autocast needs no loss scaler
+            cfg.optim_wrapper.type = 'AutocastOptimWrapper'
+            cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None

@@ -25,7 +25,7 @@ from math import prod
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .phases import BACKBONE_FULL, HEAD, ORDER, current_phase, phase
+from .phases import BACKBONE_FULL, HEAD, ORDER, current_phase, pop_phase, push_phase
 
 aten = torch.ops.aten
 
@@ -134,8 +134,8 @@ def count_model_macs(model, inputs, forward=None):
     backbone = _backbone_of(model)
     handles = []
     if backbone is not None:
-        handles.append(backbone.register_forward_pre_hook(lambda m, a: _push(BACKBONE_FULL)))
-        handles.append(backbone.register_forward_hook(lambda m, a, o: _pop()))
+        handles.append(backbone.register_forward_pre_hook(lambda m, a: push_phase(BACKBONE_FULL)))
+        handles.append(backbone.register_forward_hook(lambda m, a, o: pop_phase()))
     try:
         with torch.no_grad(), MacCounter() as counter:
             (forward or (lambda m, x: m(x)))(model, inputs)
@@ -144,15 +144,3 @@ def count_model_macs(model, inputs, forward=None):
             h.remove()
     return counter
 
-
-_ctx = []
-
-
-def _push(name):
-    cm = phase(name)
-    cm.__enter__()
-    _ctx.append(cm)
-
-
-def _pop():
-    _ctx.pop().__exit__(None, None, None)

@@ -17,17 +17,29 @@ _stack = []
 _listeners = []   # callables (name, entering: bool); empty in normal runs
 
 
-@contextmanager
-def phase(name: str):
+def push_phase(name: str):
+    """Enter phase ``name`` (for callers that cannot use a ``with`` block, e.g. forward pre-hooks)."""
     _stack.append(name)
     for fn in _listeners:
         fn(name, True)
+
+
+def pop_phase():
+    """Leave the innermost phase. Returns None, so it can serve as a forward hook (a hook's return value would
+    replace the module's output)."""
+    name = _stack[-1]
+    for fn in _listeners:
+        fn(name, False)
+    _stack.pop()
+
+
+@contextmanager
+def phase(name: str):
+    push_phase(name)
     try:
         yield
     finally:
-        for fn in _listeners:
-            fn(name, False)
-        _stack.pop()
+        pop_phase()
 
 
 @contextmanager
