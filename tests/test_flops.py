@@ -142,3 +142,24 @@ def test_reduced_models_report_every_component(config):
     assert counter.total() != base
     if 'tome' not in config:
         assert RESTORE in by
+
+
+def test_a_failing_forward_leaves_no_phase_open():
+    from mmtokred.analysis.flops import count_model_macs
+    from mmtokred.analysis.phases import current_phase
+
+    class FailingBackbone(torch.nn.Module):
+        def forward(self, x):
+            raise RuntimeError('backbone failed')
+
+    class Broken(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = FailingBackbone()
+
+        def forward(self, x):
+            return self.backbone(x)
+
+    with pytest.raises(RuntimeError, match='backbone failed'):
+        count_model_macs(Broken(), torch.randn(2, 4))
+    assert current_phase() is None

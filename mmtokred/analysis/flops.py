@@ -25,7 +25,7 @@ from math import prod
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .phases import BACKBONE_FULL, HEAD, ORDER, current_phase, pop_phase, push_phase
+from .phases import BACKBONE_FULL, HEAD, ORDER, current_phase, phase_depth, pop_phase, push_phase
 
 aten = torch.ops.aten
 
@@ -136,11 +136,14 @@ def count_model_macs(model, inputs, forward=None):
     if backbone is not None:
         handles.append(backbone.register_forward_pre_hook(lambda m, a: push_phase(BACKBONE_FULL)))
         handles.append(backbone.register_forward_hook(lambda m, a, o: pop_phase()))
+    depth = phase_depth()
     try:
         with torch.no_grad(), MacCounter() as counter:
             (forward or (lambda m, x: m(x)))(model, inputs)
     finally:
         for h in handles:
             h.remove()
+        while phase_depth() > depth:  # a forward that raised never ran the backbone's closing hook
+            pop_phase()
     return counter
 

@@ -52,5 +52,10 @@ def listen(fn):
         _listeners.remove(fn)
 
 
+def phase_depth() -> int:
+    """How many phases are open (to unwind after an exception left some open)."""
+    return len(_stack)
+
+
 def current_phase(default=None):
     return _stack[-1] if _stack else default
