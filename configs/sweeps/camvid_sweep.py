@@ -16,7 +16,7 @@ _ta = dict(type='TokenAdapter', unique_ratio_h=0.1, unique_ratio_w=0.05, eject_m
 _expedit = dict(type='Expediting', locality=5, iterations=5, temperature=0.02, topk=20)
 methods = [
     dict(name='Token Adapter (after 0)', model=_backbone(0, _ta),
-         points=[dict(r_h=0.25, r_w=0.1), dict(r_h=0.2, r_w=0.2)]),
+         points=[dict(r_h=0.2, r_w=0.13), dict(r_h=0.25, r_w=0.1), dict(r_h=0.2, r_w=0.2)]),
     dict(name='Token Adapter (after 3)', model=_backbone(3, _ta), points=[dict(r_h=0.3, r_w=0.3)]),
     dict(name='Token Adapter (features, m-threshold 0.5)',
          model=_backbone(3, dict(_ta, eject_mode='m-threshold', threshold=0.5), restore_after=11),

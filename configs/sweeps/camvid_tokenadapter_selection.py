@@ -40,3 +40,11 @@ methods += [
     _ta('TA after 0, features after 11', 0, [dict(r_h=0.2, r_w=0.2)], restore_after=11),
     _ta('TA after 0, features after 10', 0, [dict(r_h=0.22, r_w=0.22)], restore_after=10),
 ]
+
+# third round (stage-3 model): grids of 456-468 tokens right at the 35% cut, unique lines and the matching metric
+methods += [
+    _ta('TA after 0, logits', 0, [dict(r_h=0.3, r_w=0.03), dict(r_h=0.35, r_w=0.0), dict(r_h=0.2, r_w=0.13),
+                                  dict(r_h=0.13, r_w=0.23)]),
+    _ta('TA after 0, logits, no unique lines', 0, [dict(r_h=0.25, r_w=0.1, unique_ratio_h=0.0, unique_ratio_w=0.0)]),
+    _ta('TA after 0, logits, euclidean', 0, [dict(r_h=0.25, r_w=0.1)], metric='euclidean'),
+]
