@@ -41,7 +41,7 @@ methods += [
     _ta('TA after 0, features after 10', 0, [dict(r_h=0.22, r_w=0.22)], restore_after=10),
 ]
 
-# third round (stage-3 model): grids of 456-468 tokens right at the 35% cut, unique lines and the matching metric
+# third round (stage-3 model): grids of 450-468 tokens right at the 35% cut, unique lines and the matching metric
 methods += [
     _ta('TA after 0, logits', 0, [dict(r_h=0.3, r_w=0.03), dict(r_h=0.35, r_w=0.0), dict(r_h=0.2, r_w=0.13),
                                   dict(r_h=0.13, r_w=0.23)]),
