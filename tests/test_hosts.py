@@ -69,8 +69,9 @@ def test_token_adapter_runs_wrapped_blocks_on_28x28():
 
 
 @pytest.mark.parametrize('kw,match', [
-    (dict(reduce_after_layer=6), 'reduce_after_layer must be an integer.*in \\[0, 5\\]'),
-    (dict(reduce_after_layer=-1), 'reduce_after_layer'),
+    (dict(reduce_after_layer=6), 'reduce_after_layer must be an integer.*in \\[-1, 5\\]'),
+    (dict(reduce_after_layer=-2), 'reduce_after_layer'),
+    (dict(reduce_after_layer=[0, -1]), 'increasing order'),
     (dict(reduce_after_layer=3, restore_after_layer=2), 'must come after'),
     (dict(reduce_after_layer=3, restore_after_layer=3), 'must come after'),
     (dict(reduce_after_layer=1, restore_after_layer=9), 'restore_after_layer must be an integer in \\[0, 5\\]'),
@@ -199,6 +200,36 @@ def test_attention_reducers_need_a_cls_token(reducer):
     with pytest.raises(ValueError, match='no cls'):
         build_backbone(tiny_backbone_cfg(type='ReducedVisionTransformer', with_cls_token=False, reducer=reducer,
                                          reduce_after_layer=1))
+
+
+def test_reduce_before_the_first_layer():
+    """reduce_after_layer=-1 reduces the patch embeddings: every layer runs on the reduced grid."""
+    bb = build_backbone(tiny_backbone_cfg(type='ReducedVisionTransformer', img_size=(96, 80), out_indices=(2, 5),
+                                          reducer=dict(type='TokenAdapter', r_h=0.25, r_w=0.2, eject_mode='max'),
+                                          reduce_after_layer=-1, restore_after_layer=5))
+    seen = {}
+    for i, layer in enumerate(bb.layers):
+        layer.register_forward_hook(lambda m, inp, out, i=i: seen.__setitem__(i, inp[0].shape[1]))
+    x = torch.randn(2, 3, 96, 80)
+    with torch.no_grad():
+        outs = bb(x)
+    assert seen == {i: 1 + 9 * 8 for i in range(6)}   # 12x10 -> 9x8 tokens (+ cls) from the first layer on
+    assert [tuple(o.shape) for o in outs] == [(2, 32, 12, 10), (2, 32, 12, 10)]
+    # the reducer saw exactly the embedded patches: reducing them by hand gives the first layer's input
+    captured = {}
+    bb.layers[0].register_forward_pre_hook(lambda m, inp: captured.__setitem__('x', inp[0]))
+    with torch.no_grad():
+        bb(x)
+        emb, hw = bb.patch_embed(x)
+        emb = bb._pos_embeding(torch.cat([bb.cls_token.expand(2, -1, -1), emb], 1), hw, bb.pos_embed)
+        reduced = bb.token_reducer(emb[:, 1:].reshape(2, *hw, -1), None).tokens
+    assert torch.equal(captured['x'][:, 1:], reduced) and torch.equal(captured['x'][:, 0], emb[:, 0])
+
+
+@pytest.mark.parametrize('reducer', [dict(type='EViT'), dict(type='TokenAdapter', importance='attention')])
+def test_attention_reducers_cannot_run_before_the_first_layer(reducer):
+    with pytest.raises(ValueError, match='reduce_after_layer=-1'):
+        build_backbone(tiny_backbone_cfg(type='ReducedVisionTransformer', reducer=reducer, reduce_after_layer=-1))
 
 
 def test_token_adapter_layer_by_layer_variant():

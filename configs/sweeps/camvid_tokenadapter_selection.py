@@ -48,3 +48,18 @@ methods += [
     _ta('TA after 0, logits, no unique lines', 0, [dict(r_h=0.25, r_w=0.1, unique_ratio_h=0.0, unique_ratio_w=0.0)]),
     _ta('TA after 0, logits, euclidean', 0, [dict(r_h=0.25, r_w=0.1)], metric='euclidean'),
 ]
+
+# fourth round (stage-3 model): injection before the first layer (-1: on the patch embeddings), the merge and
+# ejector ablations of the paper's Tab. 4d/4e at the chosen grid, and the layer-by-layer variant
+methods += [
+    _ta('TA before 0, logits', -1, [dict(r_h=0.17, r_w=0.13), dict(r_h=0.13, r_w=0.17), dict(r_h=0.2, r_w=0.1),
+                                     dict(r_h=0.2, r_w=0.13)]),
+    _ta('TA after 0, logits, keep', 0, [dict(r_h=0.2, r_w=0.13)], merge='keep'),
+    _ta('TA after 0, logits, assignment', 0, [dict(r_h=0.2, r_w=0.13)], eject_mode='assignment'),
+    _ta('TA after 0, logits, m-threshold', 0, [dict(r_h=0.2, r_w=0.13, threshold=0.05),
+                                               dict(r_h=0.2, r_w=0.13, threshold=0.1)], eject_mode='m-threshold'),
+    _ta('TA layer-wise -1,0,1, logits', [-1, 0, 1], [dict(r_h=0.07, r_w=0.07)], unique_ratio_h=0.0,
+        unique_ratio_w=0.0),
+    _ta('TA after 1, logits', 1, [dict(r_h=0.2, r_w=0.17), dict(r_h=0.23, r_w=0.13)]),
+    _ta('TA after 2, logits', 2, [dict(r_h=0.22, r_w=0.2)]),
+]

@@ -4,6 +4,8 @@ Reduce after layer ``reduce_after_layer`` and restore after layer ``restore_afte
 the convention of ``out_indices``: the span that runs on fewer tokens is layers reduce_after_layer+1 ..
 restore_after_layer). Paper conventions map as: Expediting's "cluster after layer alpha" (alpha layers at full
 resolution) -> ``reduce_after_layer = alpha - 1``; Token Adapter's "inject before block L_b" -> ``L_b - 1``.
+``reduce_after_layer = -1`` reduces the patch embeddings (after the position embedding and ``pre_norm``), before
+the first layer: every layer then runs on the reduced tokens.
 ``reduce_after_layer`` may be a list: the reducer runs again at every listed layer on what is left (EViT's
 pruning at layers 7, 13, 19; Token Adapter's layer-by-layer variant); the restores are undone in reverse order.
 
@@ -36,9 +38,9 @@ RESTORE_SITES = ('backbone', 'head')
 def _as_sites(value, depth) -> List[int]:
     sites = [value] if isinstance(value, int) and not isinstance(value, bool) else list(value)
     for s in sites:
-        if not isinstance(s, int) or isinstance(s, bool) or not 0 <= s < depth:
-            raise ValueError(f'reduce_after_layer must be an integer (or a list of integers) in [0, {depth - 1}] '
-                             f'for this {depth}-layer backbone, got {value!r}')
+        if not isinstance(s, int) or isinstance(s, bool) or not -1 <= s < depth:
+            raise ValueError(f'reduce_after_layer must be an integer (or a list of integers) in [-1, {depth - 1}] '
+                             f'for this {depth}-layer backbone (-1: before the first layer), got {value!r}')
     if sorted(set(sites)) != sites:
         raise ValueError(f'reduce_after_layer must list distinct layers in increasing order, got {value!r}')
     return sites
@@ -73,6 +75,9 @@ def configure_reduction(backbone, reducer, reduce_after_layer: Union[int, Sequen
         elif restore_after_layer <= sites[-1] and not (reducer.needs_attention and restore_after_layer == sites[-1]):
             raise ValueError(f'restore_after_layer ({restore_after_layer}) must come after reduce_after_layer '
                              f'({reduce_after_layer}): the reduced span would be empty')
+        if reducer.needs_attention and sites[0] == -1:
+            raise ValueError(f'{type(reducer).__name__} ranks tokens by the attention of the layer it runs in: '
+                             'reduce_after_layer=-1 (before the first layer) has none')
         if reducer.needs_attention and not backbone.with_cls_token:
             raise ValueError(f'{type(reducer).__name__} ranks tokens by cls attention: this backbone has no cls '
                              'token (with_cls_token=False)')
@@ -178,6 +183,10 @@ class ReducedVisionTransformer(VisionTransformer):
         outs = []
         if self.out_origin:
             outs.append(self._output(x, n_extra, hw_shape, []))
+        if sites[0] == -1:  # reduce the patch embeddings: every layer runs on fewer tokens
+            x, reduction = self._reduce(x, n_extra, grid)
+            reductions.append(reduction)
+            grid = reduction.grid
         for i, layer in enumerate(self.layers):
             stage = BACKBONE_FULL if i <= sites[0] else BACKBONE_REDUCED if i <= b else BACKBONE_AFTER
             if i in sites and reducer.needs_attention:
