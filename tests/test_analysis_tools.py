@@ -46,7 +46,14 @@ def test_sweep_writes_csv_table_and_plot(tiny):
         table = list(csv.DictReader(f))
     assert len(table) == 7
     assert table[0]['method'] == 'baseline' and float(table[0]['GFLOPs_ratio']) == 1.0
-    assert float(table[0]['agreement_mIoU']) == 100.0
+    assert float(table[0]['agreement_mIoU']) == 100.0 and float(table[0]['pixel_agreement_pct']) == 100.0
+    for r in table[1:]:
+        low, high = float(r['retained_ci_low']), float(r['retained_ci_high'])
+        assert (low <= high) or (low != low and high != high)   # an interval, or NaN when the baseline scores 0
+        assert 0 <= float(r['pixel_agreement_pct']) <= 100
+    with open(out / 'per_class.csv') as f:
+        per_class = list(csv.reader(f))
+    assert len(per_class) == 8 and per_class[0][:2] == ['method', 'setting'] and len(per_class[0]) == 2 + 150
     # the reduced points really are cheaper than the baseline, and cheaper the more they reduce
     gflops = [float(r['GFLOPs']) for r in table]
     assert all(g < gflops[0] for g in gflops[1:])
@@ -55,6 +62,63 @@ def test_sweep_writes_csv_table_and_plot(tiny):
     assert md.count('\n') == 9 and 'r_h=0.4, r_w=0.4' in md and 'cluster_grid=(4, 4)' in md
     png = (out / 'pareto.png').read_bytes()
     assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 10000
+
+
+def _fake_maps(n, hw=(12, 16), num_classes=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    gts, preds = [], []
+    for _ in range(n):
+        gt = torch.randint(0, num_classes, hw, generator=g)
+        gt[torch.rand(hw, generator=g) < 0.1] = 255                   # void pixels
+        pred = torch.where(torch.rand(hw, generator=g) < 0.7, gt.clamp(max=num_classes - 1),
+                           torch.randint(0, num_classes, hw, generator=g))
+        gts.append(gt)
+        preds.append(pred)
+    return preds, gts
+
+
+def test_class_areas_reproduce_mmseg_iou_metric():
+    from mmseg.evaluation import IoUMetric
+
+    from mmtokred.analysis.evaluate import class_areas, miou_from_areas
+    preds, gts = _fake_maps(4)
+    metric = IoUMetric(iou_metrics=['mIoU'])
+    metric.dataset_meta = dict(classes=[f'c{k}' for k in range(5)])
+    metric.process([], [dict(pred_sem_seg=dict(data=p[None]), gt_sem_seg=dict(data=g[None]))
+                        for p, g in zip(preds, gts)])
+    expected = metric.compute_metrics(metric.results)['mIoU']
+    areas = torch.stack([class_areas(p, g, 5) for p, g in zip(preds, gts)])
+    assert areas.shape == (4, 3, 5)
+    assert float(miou_from_areas(areas.sum(0))) == pytest.approx(expected, abs=0.006)   # mmseg rounds to 0.01
+
+
+def test_bootstrap_retained_interval():
+    from mmtokred.analysis.evaluate import bootstrap_retained, class_areas, miou_from_areas
+    preds, gts = _fake_maps(6)
+    base = torch.stack([class_areas(p, g, 5) for p, g in zip(preds, gts)])
+    # the same predictions: every paired resample retains exactly 100%, however different the images are
+    assert bootstrap_retained(base, base.clone(), resamples=200) == pytest.approx((100.0, 100.0))
+    # worse predictions on every image: an interval below 100% around the point estimate
+    worse = torch.stack([class_areas(torch.where(torch.arange(p.numel()).view(p.shape) % 3 == 0, (p + 1) % 5, p),
+                                     g, 5) for p, g in zip(preds, gts)])
+    point = float(100 * miou_from_areas(worse.sum(0)) / miou_from_areas(base.sum(0)))
+    low, high = bootstrap_retained(worse, base, resamples=500)
+    assert low < point < high < 100
+    # one image: every resample is that image, the interval collapses onto the point estimate
+    assert bootstrap_retained(worse[:1], base[:1], resamples=50) == pytest.approx(
+        (float(100 * miou_from_areas(worse[0]) / miou_from_areas(base[0])),) * 2)
+    with pytest.raises(ValueError, match='base_areas'):
+        bootstrap_retained(worse, base[:3])
+    with pytest.raises(ValueError, match='level'):
+        bootstrap_retained(worse, base, level=1.0)
+
+
+def test_pixel_agreement():
+    from mmtokred.analysis.evaluate import agreement_pixels
+    a = torch.zeros(4, 5, dtype=torch.uint8)
+    b = a.clone()
+    b[0, :] = 1
+    assert agreement_pixels([a, a], [a, b]) == pytest.approx(100 * 35 / 40)
 
 
 def test_pareto_front():

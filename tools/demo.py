@@ -47,10 +47,9 @@ def main(argv=None):
         cfg = load_config(config, opts)
         model = build_model(cfg, CHECKPOINT)
         loader, evaluator = build_test_loader_and_evaluator(cfg)
-        metrics, preds, agreement = evaluate_segmentor(model, loader, evaluator, reference,
-                                                       len(loader.dataset.metainfo['classes']), progress=False)
-        reference = reference or preds
-        rows.append(dict(name=name, miou=metrics['mIoU'], agreement=agreement,
+        ev = evaluate_segmentor(model, loader, evaluator, reference, progress=False)
+        reference = reference or ev.preds
+        rows.append(dict(name=name, miou=ev.metrics['mIoU'], agreement=ev.agreement,
                          gflops=count_model_macs(model, x, tensor_forward).total() / 1e9))
         runs[name] = (lambda m: lambda: _forward(m, x, tensor_forward))(model)
     times = time_interleaved(runs, args.repeat_times, warmup=3, progress=False)

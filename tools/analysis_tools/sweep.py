@@ -7,8 +7,11 @@ Pareto plot (accuracy vs GFLOPs and vs speed-up, every method on one figure, lik
 CONFIG is the unreduced model (the baseline row). SPEC is a config file with a list ``methods``; each method has
 a ``name``, a ``model`` dict merged into CONFIG's model (backbone type, insertion layers, reducer type, ...) and
 ``points``: dicts merged into ``model.backbone.reducer``. See ``configs/sweeps/``. For every point: the test-set
-metric (and the agreement mIoU with the baseline's predictions), the GFLOPs of one input at ``--shape``, and the
-speed-up over the baseline, all points timed interleaved in one process.
+metric, the share of the baseline's mIoU it retains with a 95% paired-bootstrap interval over the test images
+(``--bootstrap`` resamples; the interval says how much of a difference between two rows the test set can
+resolve), the agreement with the baseline's predictions (mIoU and % of equal pixels), the GFLOPs of one input at
+``--shape``, and the speed-up over the baseline, all points timed interleaved in one process. Per-class IoUs go to
+``per_class.csv``.
 """
 import argparse
 import copy
@@ -19,8 +22,8 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-COLUMNS = ['method', 'setting', 'mIoU', 'mIoU_retained_pct', 'agreement_mIoU', 'GFLOPs', 'GFLOPs_ratio',
-           'speedup', 'median_ms']
+COLUMNS = ['method', 'setting', 'mIoU', 'mIoU_retained_pct', 'retained_ci_low', 'retained_ci_high',
+           'agreement_mIoU', 'pixel_agreement_pct', 'GFLOPs', 'GFLOPs_ratio', 'speedup', 'median_ms']
 
 
 def parse_args(argv=None):
@@ -34,6 +37,8 @@ def parse_args(argv=None):
     p.add_argument('--repeat-times', type=int, default=5)
     p.add_argument('--warmup', type=int, default=1)
     p.add_argument('--max-images', type=int, help='evaluate on the first N test images only')
+    p.add_argument('--bootstrap', type=int, default=2000,
+                   help='paired-bootstrap resamples for the retained-mIoU interval (0: none)')
     p.add_argument('--metric', default='mIoU')
     p.add_argument('--no-progress', action='store_true')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
@@ -44,6 +49,8 @@ def parse_args(argv=None):
         p.error(f'--warmup must be >= 0, got {args.warmup}')
     if args.max_images is not None and args.max_images < 1:
         p.error(f'--max-images must be >= 1, got {args.max_images}')
+    if args.bootstrap < 0:
+        p.error(f'--bootstrap must be >= 0 (0: no interval), got {args.bootstrap}')
     return args
 
 
@@ -61,11 +68,11 @@ def expand_points(base_cfg, spec):
 
 
 def run_sweep(config, checkpoint, spec_path, out_dir, shape=None, repeat=5, warmup=1, max_images=None,
-              metric='mIoU', cfg_options=None, progress=True):
+              metric='mIoU', cfg_options=None, progress=True, bootstrap=2000):
     import torch
     from mmengine.config import Config
 
-    from mmtokred.analysis.evaluate import build_test_loader_and_evaluator, evaluate_segmentor
+    from mmtokred.analysis.evaluate import bootstrap_retained, build_test_loader_and_evaluator, evaluate_segmentor
     from mmtokred.analysis.flops import count_model_macs
     from mmtokred.analysis.models import build_model, input_shape, load_config, tensor_forward
     from mmtokred.analysis.timing import summarize, time_interleaved
@@ -75,18 +82,23 @@ def run_sweep(config, checkpoint, spec_path, out_dir, shape=None, repeat=5, warm
     points = expand_points(base, spec)
     hw = input_shape(base, shape)
     x = torch.randn(1, 3, *hw, generator=torch.Generator().manual_seed(0))
-    rows, runs, reference = [], {}, None
+    rows, runs, reference, base_areas, classes = [], {}, None, None, None
     for i, (method, setting, cfg) in enumerate(points):
         print(f'[{i + 1}/{len(points)}] {method} {setting}', flush=True)
         model = build_model(cfg, checkpoint)
         loader, evaluator = build_test_loader_and_evaluator(cfg, max_images)
-        num_classes = len(loader.dataset.metainfo['classes'])
-        metrics, preds, agreement = evaluate_segmentor(model, loader, evaluator, reference, num_classes, progress)
+        classes = loader.dataset.metainfo['classes']
+        ev = evaluate_segmentor(model, loader, evaluator, reference, len(classes), progress)
         if reference is None:
-            reference = preds
+            reference, base_areas = ev.preds, ev.areas
+        low = high = float('nan')
+        if bootstrap and len(ev.areas) and len(ev.areas) == len(base_areas):
+            low, high = bootstrap_retained(ev.areas, base_areas, resamples=bootstrap)
         macs = count_model_macs(model, x, tensor_forward).total()
-        rows.append(dict(method=method, setting=setting, mIoU=float(metrics[metric]),
-                         agreement_mIoU=agreement if agreement is not None else 100.0, GFLOPs=macs / 1e9))
+        rows.append(dict(method=method, setting=setting, mIoU=float(ev.metrics[metric]), retained_ci_low=low,
+                         retained_ci_high=high, agreement_mIoU=100.0 if ev.agreement is None else ev.agreement,
+                         pixel_agreement_pct=100.0 if ev.pixel_agreement is None else ev.pixel_agreement,
+                         GFLOPs=macs / 1e9, per_class=_class_ious(ev.areas, classes)))
         runs[i] = (lambda m: (lambda: _forward(m, x, tensor_forward)))(model)
     times = time_interleaved(runs, repeat, warmup, progress=progress)
     base_row, base_t = rows[0], summarize(times[0])['median']
@@ -96,8 +108,9 @@ def run_sweep(config, checkpoint, spec_path, out_dir, shape=None, repeat=5, warm
                    GFLOPs_ratio=base_row['GFLOPs'] / row['GFLOPs'], speedup=base_t / med, median_ms=1e3 * med)
     os.makedirs(out_dir, exist_ok=True)
     paths = dict(csv=osp.join(out_dir, 'sweep.csv'), md=osp.join(out_dir, 'sweep.md'),
-                 png=osp.join(out_dir, 'pareto.png'))
+                 png=osp.join(out_dir, 'pareto.png'), per_class=osp.join(out_dir, 'per_class.csv'))
     write_csv(rows, paths['csv'])
+    write_per_class_csv(rows, classes, paths['per_class'])
     with open(paths['md'], 'w') as f:
         f.write(markdown_table(rows) + '\n')
     plot_pareto(rows, paths['png'], title=f'{osp.basename(config)} @ {hw[0]}x{hw[1]}', metric=metric)
@@ -110,6 +123,21 @@ def _forward(model, x, tensor_forward):
         tensor_forward(model, x)
 
 
+def _class_ious(areas, classes):
+    """IoU (%) per class from the per-image areas (NaN where a class is absent from both maps)."""
+    inter, area_p, area_g = areas.sum(0).unbind(0)
+    union = area_p + area_g - inter
+    return {c: float(100 * inter[k] / union[k]) if union[k] > 0 else float('nan') for k, c in enumerate(classes)}
+
+
+def write_per_class_csv(rows, classes, path):
+    with open(path, 'w', newline='') as f:
+        w = csv.writer(f)
+        w.writerow(['method', 'setting', *classes])
+        for r in rows:
+            w.writerow([r['method'], r['setting'], *(f"{r['per_class'][c]:.2f}" for c in classes)])
+
+
 def write_csv(rows, path):
     with open(path, 'w', newline='') as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
@@ -119,12 +147,15 @@ def write_csv(rows, path):
 
 
 def markdown_table(rows):
-    head = ['method', 'setting', 'mIoU', 'retained', 'agreement mIoU', 'GFLOPs', 'GFLOPs ratio', 'speed-up']
+    head = ['method', 'setting', 'mIoU', 'retained [95% interval]', 'agreement mIoU', 'equal pixels', 'GFLOPs',
+            'GFLOPs ratio', 'speed-up']
     out = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for r in rows:
-        out.append(f"| {r['method']} | {r['setting']} | {r['mIoU']:.2f} | {r['mIoU_retained_pct']:.1f}% | "
-                   f"{r['agreement_mIoU']:.2f} | {r['GFLOPs']:.2f} | {r['GFLOPs_ratio']:.2f}x | "
-                   f"{r['speedup']:.2f}x |")
+        interval = '' if r['method'] == 'baseline' or r['retained_ci_low'] != r['retained_ci_low'] else \
+            f" [{r['retained_ci_low']:.1f}, {r['retained_ci_high']:.1f}]"
+        out.append(f"| {r['method']} | {r['setting']} | {r['mIoU']:.2f} | {r['mIoU_retained_pct']:.1f}%{interval} | "
+                   f"{r['agreement_mIoU']:.2f} | {r['pixel_agreement_pct']:.1f}% | {r['GFLOPs']:.2f} | "
+                   f"{r['GFLOPs_ratio']:.2f}x | {r['speedup']:.2f}x |")
     return '\n'.join(out)
 
 
@@ -173,7 +204,8 @@ def main(argv=None):
     allow_trusted_checkpoints()
     args = parse_args(argv)
     rows, paths = run_sweep(args.config, args.checkpoint, args.spec, args.out_dir, args.shape, args.repeat_times,
-                            args.warmup, args.max_images, args.metric, args.cfg_options, not args.no_progress)
+                            args.warmup, args.max_images, args.metric, args.cfg_options, not args.no_progress,
+                            args.bootstrap)
     print(markdown_table(rows))
     print('\n'.join(f'wrote {p}' for p in paths.values()))
     return rows
