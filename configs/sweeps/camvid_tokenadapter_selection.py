@@ -56,8 +56,8 @@ methods += [
                                      dict(r_h=0.2, r_w=0.13)]),
     _ta('TA after 0, logits, keep', 0, [dict(r_h=0.2, r_w=0.13)], merge='keep'),
     _ta('TA after 0, logits, assignment', 0, [dict(r_h=0.2, r_w=0.13)], eject_mode='assignment'),
-    _ta('TA after 0, logits, m-threshold', 0, [dict(r_h=0.2, r_w=0.13, threshold=0.05),
-                                               dict(r_h=0.2, r_w=0.13, threshold=0.1)], eject_mode='m-threshold'),
+    _ta('TA after 0, logits, m-threshold', 0, [dict(r_h=0.2, r_w=0.13, threshold=t)
+                                               for t in (0.005, 0.01, 0.02, 0.05, 0.1)], eject_mode='m-threshold'),
     _ta('TA layer-wise -1,0,1, logits', [-1, 0, 1], [dict(r_h=0.07, r_w=0.07)], unique_ratio_h=0.0,
         unique_ratio_w=0.0),
     _ta('TA after 1, logits', 1, [dict(r_h=0.2, r_w=0.17), dict(r_h=0.23, r_w=0.13)]),
