@@ -121,6 +121,13 @@ def test_pixel_agreement():
     assert agreement_pixels([a, a], [a, b]) == pytest.approx(100 * 35 / 40)
 
 
+def test_plot_floor_leaves_out_only_collapsed_points():
+    limit = tool('sweep').lower_plot_limit
+    assert limit([48.0, 46.5, 47.0], 48.0) is None                       # everything fits: no floor
+    floor = limit([48.0, 46.5, 47.0, 11.8], 48.0)                         # one collapsed point (< 80% kept)
+    assert 11.8 < floor < 46.5 and floor == pytest.approx(46.5 - 0.5)
+
+
 def test_pareto_front():
     front = tool('sweep').pareto_front([(1, 50), (2, 49), (2, 55), (3, 54), (4, 60)])
     assert front == [(1, 50), (2, 55), (4, 60)]

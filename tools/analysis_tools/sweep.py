@@ -169,31 +169,70 @@ def pareto_front(points):
     return front
 
 
+def lower_plot_limit(values, baseline, keep_share=0.8):
+    """Lower y limit of the plot: just below the lowest point that keeps >= ``keep_share`` of the baseline, so that
+    one collapsed setting does not squash the region where the methods differ (points below are drawn at the
+    limit and labelled). Returns None when every point fits."""
+    kept = [v for v in values if v >= keep_share * baseline]
+    if not kept or len(kept) == len(values):
+        return None
+    span = max(kept) - min(kept)
+    return min(kept) - max(0.1 * span, 0.5)
+
+
 def plot_pareto(rows, path, title='', metric='mIoU'):
+    """Accuracy vs GFLOPs and vs speed-up. Error bars: the retained-mIoU bootstrap interval, in mIoU units (times
+    the baseline's mIoU)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
     methods = list(dict.fromkeys(r['method'] for r in rows))
+    base = rows[0]['mIoU']   # the baseline row (the metric is stored under 'mIoU' whatever its name)
+    floor = lower_plot_limit([r['mIoU'] for r in rows], base)
+
+    def shown(v):
+        return v if floor is None else max(v, floor)
+
     for ax, key, label, cost_of in ((axes[0], 'GFLOPs', 'GFLOPs', lambda r: r['GFLOPs']),
                                     (axes[1], 'speedup', 'speed-up over baseline (x)', lambda r: -r['speedup'])):
         for m in methods:
-            pts = [r for r in rows if r['method'] == m]
+            pts = sorted((r for r in rows if r['method'] == m), key=lambda r: r[key])
             xs = [r[key] for r in pts]
-            ys = [r['mIoU'] for r in pts]
+            ys = [shown(r['mIoU']) for r in pts]
             if m == 'baseline':
                 ax.scatter(xs, ys, marker='*', s=160, color='black', label='baseline', zorder=3)
-            else:
-                order = sorted(range(len(xs)), key=lambda i: xs[i])
-                ax.plot([xs[i] for i in order], [ys[i] for i in order], marker='o', label=m)
+                continue
+            line, = ax.plot(xs, ys, marker='o', label=m)
+            lows = [r.get('retained_ci_low', float('nan')) for r in pts]
+            highs = [r.get('retained_ci_high', float('nan')) for r in pts]
+            bars = [(x, r['mIoU'], lo, hi) for x, r, lo, hi in zip(xs, pts, lows, highs)
+                    if lo == lo and hi == hi and (floor is None or r['mIoU'] >= floor)]
+            if bars:   # drawn as segments: a percentile interval need not contain the point estimate
+                bx = [b[0] for b in bars]
+                lo, hi = [shown(base * b[2] / 100) for b in bars], [shown(base * b[3] / 100) for b in bars]
+                ax.vlines(bx, lo, hi, colors=line.get_color(), lw=1, alpha=0.7)
+                ax.scatter(bx + bx, lo + hi, marker='_', s=30, color=line.get_color(), alpha=0.7)
+            for x, r in zip(xs, pts):
+                if floor is not None and r['mIoU'] < floor:   # off-scale: drawn on the floor, value written
+                    ax.scatter([x], [floor], marker='v', s=60, color=line.get_color(), zorder=3)
+                    ax.annotate(f"{r['mIoU']:.1f}", (x, floor), textcoords='offset points', xytext=(4, 4),
+                                fontsize=7, color=line.get_color())
         front = pareto_front([(cost_of(r), r['mIoU']) for r in rows])
         fx = [c if key == 'GFLOPs' else -c for c, _ in front]
-        ax.plot(fx, [a for _, a in front], ls='--', color='grey', lw=1, label='Pareto front')
+        ax.plot(fx, [shown(a) for _, a in front], ls='--', color='grey', lw=1, label='Pareto front')
+        if floor is not None:
+            ax.set_ylim(bottom=floor - 0.02 * (base - floor))
         ax.set_xlabel(label)
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(title)
+    axes[0].legend(fontsize=7)
+    notes = []
+    if any(r.get('retained_ci_low', float('nan')) == r.get('retained_ci_low', float('nan')) for r in rows[1:]):
+        notes.append('error bars: 95% bootstrap interval over images')
+    if floor is not None:
+        notes.append('triangles: off-scale points, their value written')
+    fig.suptitle('\n'.join([title, '; '.join(notes)]) if notes else title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
