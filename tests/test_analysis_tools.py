@@ -111,6 +111,8 @@ def test_bootstrap_retained_interval():
         bootstrap_retained(worse, base[:3])
     with pytest.raises(ValueError, match='level'):
         bootstrap_retained(worse, base, level=1.0)
+    with pytest.raises(ValueError, match='resamples'):
+        bootstrap_retained(worse, base, resamples=0)
 
 
 def test_pixel_agreement():

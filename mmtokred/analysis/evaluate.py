@@ -34,13 +34,17 @@ def class_areas(pred: torch.Tensor, gt: torch.Tensor, num_classes: int, ignore_i
     return torch.stack([count(pred[pred == gt]), count(pred), count(gt)])
 
 
+def iou_from_areas(areas: torch.Tensor) -> torch.Tensor:
+    """areas: (..., 3, K) summed class areas -> (..., K) IoU in %, NaN for a class absent from both maps."""
+    inter, area_p, area_g = areas.unbind(-2)
+    union = area_p + area_g - inter
+    return torch.where(union > 0, 100 * inter / union.clamp(min=1), torch.full_like(inter, float('nan')))
+
+
 def miou_from_areas(areas: torch.Tensor) -> torch.Tensor:
     """areas: (..., 3, K) summed class areas -> (...) mIoU in %, the mean over classes with a non-empty union
     (mmseg's nanmean)."""
-    inter, area_p, area_g = areas.unbind(-2)
-    union = area_p + area_g - inter
-    iou = torch.where(union > 0, inter / union.clamp(min=1), torch.full_like(inter, float('nan')))
-    return 100 * iou.nanmean(-1)
+    return iou_from_areas(areas).nanmean(-1)
 
 
 def evaluate_segmentor(model, loader, evaluator, reference: Optional[List[torch.Tensor]] = None,
@@ -110,6 +114,8 @@ def bootstrap_retained(areas: torch.Tensor, base_areas: torch.Tensor, resamples:
                          f'{tuple(base_areas.shape)}')
     if not 0 < level < 1:
         raise ValueError(f'level must be in (0, 1), got {level}')
+    if resamples < 1:
+        raise ValueError(f'resamples must be >= 1, got {resamples}')
     n = areas.shape[0]
     g = torch.Generator().manual_seed(seed)
     draws = torch.randint(0, n, (resamples, n), generator=g)

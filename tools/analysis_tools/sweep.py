@@ -124,10 +124,9 @@ def _forward(model, x, tensor_forward):
 
 
 def _class_ious(areas, classes):
-    """IoU (%) per class from the per-image areas (NaN where a class is absent from both maps)."""
-    inter, area_p, area_g = areas.sum(0).unbind(0)
-    union = area_p + area_g - inter
-    return {c: float(100 * inter[k] / union[k]) if union[k] > 0 else float('nan') for k, c in enumerate(classes)}
+    """IoU (%) per class from the per-image areas (N, 3, K) (NaN where a class is absent from both maps)."""
+    from mmtokred.analysis.evaluate import iou_from_areas
+    return dict(zip(classes, iou_from_areas(areas.sum(0)).tolist()))
 
 
 def write_per_class_csv(rows, classes, path):
