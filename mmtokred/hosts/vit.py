@@ -149,7 +149,9 @@ class ReducedVisionTransformer(VisionTransformer):
             x = x + z
         return x
 
-    def _reduce(self, x, n_extra, grid, attn=None):
+    def _reduce(self, x, n_extra, grid, reductions, attn=None):
+        """Reduce the patch tokens of x (B, n_extra + h*w, C); the reduction joins ``reductions``.
+        Returns (x with the reduced tokens, the reduced grid)."""
         tokens = x[:, n_extra:]
         B, N, C = tokens.shape
         h, w = grid if grid is not None else (1, N)
@@ -157,7 +159,8 @@ class ReducedVisionTransformer(VisionTransformer):
             cls_attn = None if attn is None else attn[:, 0, n_extra:]
             reduction = self.token_reducer(tokens.reshape(B, h, w, C), cls_attn)
             x = torch.cat([x[:, :n_extra], reduction.tokens], 1)
-        return x, reduction
+        reductions.append(reduction)
+        return x, reduction.grid
 
     def forward(self, inputs):
         if not self.reduction_active:
@@ -184,9 +187,7 @@ class ReducedVisionTransformer(VisionTransformer):
         if self.out_origin:
             outs.append(self._output(x, n_extra, hw_shape, []))
         if sites[0] == -1:  # reduce the patch embeddings: every layer runs on fewer tokens
-            x, reduction = self._reduce(x, n_extra, grid)
-            reductions.append(reduction)
-            grid = reduction.grid
+            x, grid = self._reduce(x, n_extra, grid, reductions)
         for i, layer in enumerate(self.layers):
             stage = BACKBONE_FULL if i <= sites[0] else BACKBONE_REDUCED if i <= b else BACKBONE_AFTER
             if i in sites and reducer.needs_attention:
@@ -194,9 +195,7 @@ class ReducedVisionTransformer(VisionTransformer):
                 with phase(stage):
                     z, attn = attention_with_weights(layer.attn, layer.norm1(x))
                     x = x + z
-                x, reduction = self._reduce(x, n_extra, grid, attn)
-                reductions.append(reduction)
-                grid = reduction.grid
+                x, grid = self._reduce(x, n_extra, grid, reductions, attn)
                 with phase(BACKBONE_REDUCED):
                     x = layer.ffn(layer.norm2(x), identity=x)
             else:
@@ -209,9 +208,7 @@ class ReducedVisionTransformer(VisionTransformer):
                 with phase(stage):
                     x = self.norm1(x)
             if i in sites and not sub_block and not reducer.needs_attention:
-                x, reduction = self._reduce(x, n_extra, grid)
-                reductions.append(reduction)
-                grid = reduction.grid
+                x, grid = self._reduce(x, n_extra, grid, reductions)
             if reductions and i == b and self.restore_site == 'backbone':
                 with phase(RESTORE):
                     restored = compose_restores(reductions)(x[:, n_extra:])
