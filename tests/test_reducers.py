@@ -135,7 +135,7 @@ def dense_masked_clustering(x, h, w, locality, iterations, t):
 @pytest.mark.parametrize('H,W,h,w,lam', [(40, 40, 28, 28, 5), (23, 31, 10, 13, 3), (12, 9, 5, 4, 7)])
 def test_local_clustering_equals_dense_masked_reference(H, W, h, w, lam, tile):
     x = torch.randn(2, H, W, 16, dtype=torch.float64)
-    local = local_token_clustering(x, h, w, lam, 4, 0.5, tile)
+    local = local_token_clustering(x, h, w, lam, 4, 0.5, tile)[0]
     dense = dense_masked_clustering(x, h, w, lam, 4, 0.5)
     torch.testing.assert_close(local, dense, rtol=1e-9, atol=1e-9)
 
@@ -231,7 +231,7 @@ def test_attention_reducers_batch_and_restore(make):
     for b in range(3):
         one = reducer(x[b:b + 1], attn[b:b + 1])
         torch.testing.assert_close(one.tokens, red.tokens[b:b + 1])
-    with pytest.raises(ValueError, match='needs the cls attention'):
+    with pytest.raises(ValueError, match='importance the host supplies'):
         reducer(x)
 
 
@@ -315,3 +315,76 @@ def test_token_adapter_assignment_ejector_is_the_merge_membership():
     kept_flat = (info['rows'][:, :, None] * 8 + info['cols'][:, None, :]).flatten(1)
     assert torch.equal(back.gather(1, kept_flat), torch.arange(kept_flat.shape[1]).expand(2, -1))
     assert torch.equal(back.gather(1, info['normal_flat']), info['normal_target'])
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the reducer interface: declared capabilities, plan, reduce-like, valid masks
+# ------------------------------------------------------------------------------------------------------------
+GRID_REDUCERS = [lambda: TokenAdapter(r_h=0.3, r_w=0.25), lambda: TokenAdapter(grid=(5, 4), eject_mode='max'),
+                 lambda: TokenAdapter(grid=4, merge='avg_pool'), lambda: TokenAdapter(grid=4, merge='keep'),
+                 lambda: Expediting(cluster_grid=(4, 3), topk=4, locality=3),
+                 lambda: Expediting(cluster_ratio=0.5, topk=3, normalize='hard'),
+                 lambda: Pooling(grid=(4, 3)), lambda: Pooling(ratio=0.5, mode='max'),
+                 lambda: Pooling(grid=3, mode='bilinear')]
+SET_REDUCERS = [lambda: ToMe(ratio=0.4, rounds=2), lambda: EViT(keep_rate=0.6), lambda: MSTM(keep_rate=0.5)]
+
+
+@pytest.mark.parametrize('make', GRID_REDUCERS + SET_REDUCERS)
+def test_reduce_like_reproduces_the_tokens(make):
+    """Reduction.reduce applies the reduction to another tensor: on the input itself it gives the tokens, and it
+    is linear per channel (so any (B, H, W, D) can be carried along)."""
+    reducer = make()
+    x = smooth_tokens(2, 9, 7, 8)
+    red = reducer(x, torch.rand(2, 63)) if reducer.needs_importance else reducer(x)
+    torch.testing.assert_close(red.reduce(x), red.tokens)
+    extra = torch.randn(2, 9, 7, 3)
+    both = red.reduce(torch.cat([x, extra], -1))
+    torch.testing.assert_close(both[..., 8:], red.reduce(extra))
+    assert red.assignment().shape == (2, 9, 7)
+
+
+@pytest.mark.parametrize('make', GRID_REDUCERS)
+def test_grid_reducers_plan_their_grid(make):
+    reducer = make()
+    assert reducer.returns_grid
+    red = reducer(smooth_tokens(2, 9, 7, 8))
+    assert red.grid == reducer.plan(9, 7) and red.tokens.shape[1] == red.grid[0] * red.grid[1]
+
+
+@pytest.mark.parametrize('make', SET_REDUCERS)
+def test_set_reducers_declare_it_and_refuse_a_valid_mask(make):
+    reducer = make()
+    assert not reducer.returns_grid
+    with pytest.raises(NotImplementedError, match='token set'):
+        reducer.plan(9, 7)
+    valid = torch.ones(2, 9, 7, dtype=torch.bool)
+    valid[:, -1] = False
+    with pytest.raises(ValueError, match='does not take a valid mask'):
+        reducer(smooth_tokens(2, 9, 7, 8), torch.rand(2, 63), valid)
+
+
+def test_token_adapter_grid_or_ratios():
+    with pytest.raises(ValueError, match='either r_h / r_w or grid'):
+        TokenAdapter(r_h=0.3, grid=4)
+    assert TokenAdapter(grid=(8, 8)).plan(12, 12) == (8, 8)
+    assert TokenAdapter().plan(10, 10) == (7, 7)            # paper default r = 0.3
+    with pytest.raises(ValueError, match='does not fit the 6x6'):
+        TokenAdapter(grid=7).plan(6, 6)
+
+
+@pytest.mark.parametrize('make', GRID_REDUCERS)
+def test_padding_never_enters_a_grid_reduction(make):
+    """Padded tokens (valid False) may hold anything: the real reduced tokens and the restored real positions do
+    not change, and reduced tokens made of padding only are marked invalid."""
+    reducer = make()
+    x = smooth_tokens(2, 9, 7, 8)
+    valid = torch.ones(2, 9, 7, dtype=torch.bool)
+    valid[:, 7:] = False
+    valid[:, :, 6:] = False
+    a = reducer(x, valid=valid)
+    b = reducer(torch.where(valid[..., None], x, 10 * torch.randn_like(x)), valid=valid)
+    keep = torch.ones(a.tokens.shape[:2], dtype=torch.bool) if a.valid is None else a.valid
+    assert keep.any(1).all()
+    torch.testing.assert_close(a.tokens[keep], b.tokens[keep])
+    y = torch.randn(a.tokens.shape)
+    torch.testing.assert_close(a.restore(y)[valid], b.restore(y)[valid])

@@ -9,9 +9,10 @@ the first layer: every layer then runs on the reduced tokens.
 ``reduce_after_layer`` may be a list: the reducer runs again at every listed layer on what is left (EViT's
 pruning at layers 7, 13, 19; Token Adapter's layer-by-layer variant); the restores are undone in reverse order.
 
-Reducers that need attention (EViT, MSTM, Token Adapter with ``importance='attention'``) run *inside* the listed
-layer, after its attention and before its MLP, with the cls token's attention to the patches (mean over heads),
-as EViT does. They need ``with_cls_token=True``.
+Reducers that need a host importance (EViT, MSTM, Token Adapter with ``importance='attention'``) run *inside*
+the listed layer, after its attention and before its MLP, with the cls token's attention to the patches (mean over
+heads) as the importance, as EViT does. They need ``with_cls_token=True``. Reducers declared ``per_sub_block``
+(ToMe ``mode='sub_block'``) are applied around the attention and around the MLP of every layer of the span.
 
 ``restore_site``:
   * ``'backbone'``: restore the features after ``restore_after_layer``; the rest of the model is untouched.
@@ -29,8 +30,9 @@ import torch
 from mmseg.models.backbones import VisionTransformer
 from mmseg.registry import MODELS
 
-from ..analysis.phases import BACKBONE_AFTER, BACKBONE_FULL, BACKBONE_REDUCED, REDUCE, RESTORE, phase
-from ..reducers import ToMe, build_reducer
+from ..analysis.phases import BACKBONE_REDUCED, phase
+from ..reducers import build_reducer
+from .span import ReductionStack, check_capabilities, span_phase
 
 RESTORE_SITES = ('backbone', 'head')
 
@@ -48,7 +50,8 @@ def _as_sites(value, depth) -> List[int]:
 
 def configure_reduction(backbone, reducer, reduce_after_layer: Union[int, Sequence[int], None],
                         restore_after_layer: Optional[int], restore_site: str = 'backbone'):
-    """Validate and attach a reduction to an (already built) ViT backbone."""
+    """Validate and attach a reduction to an (already built) ViT backbone. Everything is checked before the
+    backbone is touched: a failure leaves it as it was."""
     depth = len(backbone.layers)
     reducer = build_reducer(reducer)
     if restore_site not in RESTORE_SITES:
@@ -63,24 +66,25 @@ def configure_reduction(backbone, reducer, reduce_after_layer: Union[int, Sequen
         if not isinstance(restore_after_layer, int) or not 0 <= restore_after_layer < depth:
             raise ValueError(f'restore_after_layer must be an integer in [0, {depth - 1}] for this {depth}-layer '
                              f'backbone, got {restore_after_layer!r}')
-        sub_block = isinstance(reducer, ToMe) and reducer.mode == 'sub_block'
-        if sub_block and len(sites) > 1:
-            raise ValueError("ToMe mode='sub_block' takes one reduce_after_layer (the span start)")
+        check_capabilities(reducer, 'this ViT', provides_importance=backbone.with_cls_token,
+                           why_no_importance=' (with_cls_token=False)')
+        in_layer = reducer.needs_importance     # runs inside the listed layer, between attention and MLP
+        if reducer.per_sub_block and len(sites) > 1:
+            raise ValueError(f'{type(reducer).__name__} in sub-block mode takes one reduce_after_layer (the span '
+                             f'start), got {reduce_after_layer!r}')
         if restore_site == 'head':
             if restore_after_layer != depth - 1:
                 raise ValueError("restore_after_layer must be the last layer (or None) with restore_site='head', "
                                  f'got {restore_after_layer}')
-            if sub_block:
-                raise ValueError("ToMe mode='sub_block' unmerges inside every layer: use restore_site='backbone'")
-        elif restore_after_layer <= sites[-1] and not (reducer.needs_attention and restore_after_layer == sites[-1]):
+            if reducer.per_sub_block:
+                raise ValueError(f"{type(reducer).__name__} in sub-block mode restores inside every layer: use "
+                                 "restore_site='backbone'")
+        elif restore_after_layer <= sites[-1] and not (in_layer and restore_after_layer == sites[-1]):
             raise ValueError(f'restore_after_layer ({restore_after_layer}) must come after reduce_after_layer '
                              f'({reduce_after_layer}): the reduced span would be empty')
-        if reducer.needs_attention and sites[0] == -1:
+        if in_layer and sites[0] == -1:
             raise ValueError(f'{type(reducer).__name__} ranks tokens by the attention of the layer it runs in: '
                              'reduce_after_layer=-1 (before the first layer) has none')
-        if reducer.needs_attention and not backbone.with_cls_token:
-            raise ValueError(f'{type(reducer).__name__} ranks tokens by cls attention: this backbone has no cls '
-                             'token (with_cls_token=False)')
     # a reducer has no parameters or buffers: registering it as a child shows it in print(model) and leaves the
     # state dict unchanged.
     backbone.token_reducer = reducer
@@ -103,17 +107,6 @@ def attention_with_weights(attn, x):
     return attn.dropout_layer(attn.proj_drop(out)), weights
 
 
-def compose_restores(reductions):
-    """One restore for a stack of reductions: y (B, N_r, D) -> (B, H, W, D) of the first one's grid."""
-    def restore(y):
-        for red in reversed(reductions):
-            y = red.restore(y)
-            if red is not reductions[0]:
-                y = y.flatten(1, 2)
-        return y
-    return restore
-
-
 @MODELS.register_module()
 class ReducedVisionTransformer(VisionTransformer):
     """mmseg ``VisionTransformer`` with a token reducer inside. All upstream arguments are accepted unchanged.
@@ -134,33 +127,18 @@ class ReducedVisionTransformer(VisionTransformer):
     def reduction_active(self) -> bool:
         return self.token_reducer is not None and self.token_reducer.enabled
 
-    def _sub_block_tome_layer(self, layer, x, n_extra):
-        """One encoder layer with ToMe merged/unmerged around attention and around the MLP (Expediting's
-        baseline). Metric = the LayerNorm'd input of each sub-block; extra tokens are never merged."""
+    def _sub_block_layer(self, layer, x, n_extra, grid):
+        """One encoder layer with the reducer applied around its attention and around its MLP (the papers' ToMe
+        baseline): the LayerNorm'd input of each sub-block is reduced, the sub-block runs on it, its output (no
+        residual) is restored and added. Extra tokens are never reduced."""
         zero = x.new_zeros(())
         for norm, block in ((layer.norm1, layer.attn), (layer.norm2, layer.ffn)):
             y = norm(x)
-            with phase(REDUCE):
-                merge, unmerge = self.token_reducer.match(y[:, n_extra:])
-                merged, _ = merge(y[:, n_extra:])
-            z = block(torch.cat([y[:, :n_extra], merged], 1), identity=zero)   # sub-block output, no residual
-            with phase(RESTORE):
-                z = torch.cat([z[:, :n_extra], unmerge(z[:, n_extra:])], 1)
-            x = x + z
+            stack = ReductionStack(self.token_reducer, grid)
+            reduced = stack.reduce(y[:, n_extra:])
+            z = block(torch.cat([y[:, :n_extra], reduced], 1), identity=zero)
+            x = x + torch.cat([z[:, :n_extra], stack.restore(z[:, n_extra:]).flatten(1, 2)], 1)
         return x
-
-    def _reduce(self, x, n_extra, grid, reductions, attn=None):
-        """Reduce the patch tokens of x (B, n_extra + h*w, C); the reduction joins ``reductions``.
-        Returns (x with the reduced tokens, the reduced grid)."""
-        tokens = x[:, n_extra:]
-        B, N, C = tokens.shape
-        h, w = grid if grid is not None else (1, N)
-        with phase(REDUCE):
-            cls_attn = None if attn is None else attn[:, 0, n_extra:]
-            reduction = self.token_reducer(tokens.reshape(B, h, w, C), cls_attn)
-            x = torch.cat([x[:, :n_extra], reduction.tokens], 1)
-        reductions.append(reduction)
-        return x, reduction.grid
 
     def forward(self, inputs):
         if not self.reduction_active:
@@ -176,66 +154,63 @@ class ReducedVisionTransformer(VisionTransformer):
         if self.pre_norm:
             x = self.pre_ln(x)
         n_extra = 1 if self.with_cls_token else 0
-        sites, b = self.reduce_sites, self.restore_after_layer
+        sites, last_reduced = self.reduce_sites, self.restore_after_layer
         reducer = self.token_reducer
-        sub_block = isinstance(reducer, ToMe) and reducer.mode == 'sub_block'
-        reductions = []      # live reductions, innermost last
-        grid = tuple(hw_shape)
+        stack = ReductionStack(reducer, hw_shape)
         self.pending_restore = None
+
+        def reduce(x, importance=None):
+            return torch.cat([x[:, :n_extra], stack.reduce(x[:, n_extra:], importance)], 1)
 
         outs = []
         if self.out_origin:
-            outs.append(self._output(x, n_extra, hw_shape, []))
+            outs.append(self._output(x, n_extra, hw_shape, stack))
         if sites[0] == -1:  # reduce the patch embeddings: every layer runs on fewer tokens
-            x, grid = self._reduce(x, n_extra, grid, reductions)
+            x = reduce(x)
         for i, layer in enumerate(self.layers):
-            stage = BACKBONE_FULL if i <= sites[0] else BACKBONE_REDUCED if i <= b else BACKBONE_AFTER
-            if i in sites and reducer.needs_attention:
-                # EViT-style: prune between this layer's attention and its MLP, ranked by its cls attention
+            stage = span_phase(i, sites[0], last_reduced)
+            if i in sites and reducer.needs_importance:
+                # EViT-style: reduce between this layer's attention and its MLP, ranked by its cls attention
                 with phase(stage):
                     z, attn = attention_with_weights(layer.attn, layer.norm1(x))
                     x = x + z
-                x, grid = self._reduce(x, n_extra, grid, reductions, attn)
+                x = reduce(x, attn[:, 0, n_extra:])
                 with phase(BACKBONE_REDUCED):
                     x = layer.ffn(layer.norm2(x), identity=x)
             else:
                 with phase(stage):
-                    if sub_block and sites[0] < i <= b:
-                        x = self._sub_block_tome_layer(layer, x, n_extra)
+                    if reducer.per_sub_block and sites[0] < i <= last_reduced:
+                        x = self._sub_block_layer(layer, x, n_extra, hw_shape)
                     else:
                         x = layer(x)
             if i == len(self.layers) - 1 and self.final_norm:
                 with phase(stage):
                     x = self.norm1(x)
-            if i in sites and not sub_block and not reducer.needs_attention:
-                x, grid = self._reduce(x, n_extra, grid, reductions)
-            if reductions and i == b and self.restore_site == 'backbone':
-                with phase(RESTORE):
-                    restored = compose_restores(reductions)(x[:, n_extra:])
-                    x = torch.cat([x[:, :n_extra], restored.flatten(1, 2)], 1)
-                reductions, grid = [], tuple(hw_shape)
+            if i in sites and not reducer.per_sub_block and not reducer.needs_importance:
+                x = reduce(x)
+            if stack and i == last_reduced and self.restore_site == 'backbone':
+                x = torch.cat([x[:, :n_extra], stack.restore(x[:, n_extra:]).flatten(1, 2)], 1)
+                stack = ReductionStack(reducer, hw_shape)
             if i in self.out_indices:
-                outs.append(self._output(x, n_extra, hw_shape, reductions))
-        if reductions:   # restore_site == 'head': the segmentor restores the head's output
+                outs.append(self._output(x, n_extra, hw_shape, stack))
+        if stack:   # restore_site == 'head': the segmentor restores the head's output
             if not getattr(self, 'head_restore_attached', False):
                 raise RuntimeError("restore_site='head' needs a segmentor that restores the head output: use "
                                    "type='TokenReductionEncoderDecoder' or mmtokred.insert_token_reduction")
-            self.pending_restore = compose_restores(reductions)
+            self.pending_restore = stack.pending_restore()
         return tuple(outs)
 
-    def _output(self, x, n_extra, hw_shape, reductions):
+    def _output(self, x, n_extra, hw_shape, stack):
         """Patch tokens of x as a (B, C, h, w) map: restored copy inside a backbone-restored span, reduced grid
-        (or (B, C, 1, N_r) for a non-grid reducer) when the head restores."""
+        (or (B, C, 1, N_r) for a token set) when the head restores."""
         tokens = x[:, n_extra:]
-        B, _, C = tokens.shape
-        if not reductions:
+        B, N, C = tokens.shape
+        if not stack:
             grid = tokens.reshape(B, hw_shape[0], hw_shape[1], C)
         elif self.restore_site == 'backbone':
-            with phase(RESTORE):
-                grid = compose_restores(reductions)(tokens)
+            grid = stack.restore(tokens)
         else:
-            h, w = reductions[-1].grid if reductions[-1].grid is not None else (1, tokens.shape[1])
-            grid = tokens.reshape(B, h, w, C)
+            grid = tokens.reshape(B, *stack.grid(N), C)
         out = grid.permute(0, 3, 1, 2).contiguous()
         if self.output_cls_token:
             out = [out, x[:, 0]]

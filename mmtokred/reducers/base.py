@@ -44,40 +44,80 @@ class Reduction:
     Attributes:
         tokens: (B, N_r, C) reduced tokens, in the order the host runs them.
         grid: (h_r, w_r) if ``tokens`` is again a dense row-major grid (Token Adapter, Expediting, pooling),
-            else None (ToMe: an unordered set).
+            else None (ToMe, EViT, MSTM: a token set).
         restore: maps y: (B, N_r, D) -> (B, H, W, D) for any D.
+        reduce: maps y: (B, H, W, D) -> (B, N_r, D) for any D: another tensor reduced the way the tokens were
+            (same matching / clusters / weights); ``reduce(x) == tokens`` for the reducer's own input x.
+        valid: (B, N_r) bool, False for reduced tokens that hold only padding (None: all valid). Hosts keep
+            invalid tokens out of attention and crop their restored positions.
         info: what the reducer decided (indices, labels, groups), for visualisation and tests.
     """
     tokens: Tensor
     grid: Optional[Tuple[int, int]]
     restore: Callable[[Tensor], Tensor]
+    reduce: Callable[[Tensor], Tensor]
+    valid: Optional[Tensor] = None
     info: dict = field(default_factory=dict)
+
+    def assignment(self) -> Tensor:
+        """(B, H, W) index of the reduced token each position takes most of its restored value from (for
+        pictures and tests; costs one (N x N_r) restore)."""
+        B, n_r = self.tokens.shape[:2]
+        eye = torch.eye(n_r, device=self.tokens.device).expand(B, -1, -1)
+        return self.restore(eye).argmax(-1)
 
 
 class TokenReducer(nn.Module):
-    """Base class. Subclasses implement ``reduce(x)`` for x: (B, H, W, C) and return a :class:`Reduction`.
+    """Base class. Subclasses implement ``reduce(x, valid[, importance])`` for x: (B, H, W, C) and return a
+    :class:`Reduction`.
 
     Reducers hold no parameters and no buffers, so inserting one never changes a host's state dict.
-    ``enabled`` is False when the configured ratio is 0: hosts then skip the reduction entirely, so the model is
-    exactly the upstream one.
+    What a reducer needs from its host and gives back is declared, so hosts and tools never test its class:
+
+    * ``enabled``: False when the configured amount is 0: hosts then skip the reduction entirely, so the model is
+      exactly the upstream one.
+    * ``returns_grid``: True if the reduced tokens form a dense (h, w) grid again (then ``plan(H, W) -> (h, w)``
+      says which, before running); False for a token set. Windowed hosts (Swin) need a grid.
+    * ``needs_importance``: True if tokens are ranked by an importance the host supplies (the cls attention of a
+      ViT layer, for EViT / MSTM / Token Adapter ``importance='attention'``); hosts that have none refuse it.
+    * ``per_sub_block``: True if the host must apply the reducer around every sub-block (attention, MLP) of the
+      span instead of once (ToMe ``mode='sub_block'``, the papers' ToMe baseline).
+    * ``supports_valid``: True if a ``valid`` mask is honoured (padded tokens never enter importance, matching or
+      clustering). Reducers without it refuse a mask with False entries.
     """
 
     enabled: bool = True
-    # True if the reducer needs attention information from the host (EViT/MSTM); hosts without it must refuse.
-    needs_attention: bool = False
+    returns_grid: bool = True
+    needs_importance: bool = False
+    per_sub_block: bool = False
+    supports_valid: bool = True
 
-    def forward(self, x: Tensor, attn: Optional[Tensor] = None) -> Reduction:
-        """x: (B, H, W, C); attn: (B, H*W) cls-attention importance (mean over heads), for reducers that need it."""
+    def forward(self, x: Tensor, importance: Optional[Tensor] = None, valid: Optional[Tensor] = None) -> Reduction:
+        """x: (B, H, W, C); importance: (B, H, W) or (B, H*W) host-supplied token importance (cls attention),
+        for reducers that need it; valid: (B, H, W) bool, False at padded positions (None: all real)."""
         if x.dim() != 4:
             raise ValueError(f'{type(self).__name__} expects tokens as (B, H, W, C), got shape {tuple(x.shape)}')
-        if not self.needs_attention:
-            return self.reduce(x)
-        if attn is None:
-            raise ValueError(f'{type(self).__name__} needs the cls attention of the host (attn=None given)')
-        return self.reduce(x, attn.reshape(x.shape[:3]))
+        if valid is not None:
+            if tuple(valid.shape) != tuple(x.shape[:3]):
+                raise ValueError(f'valid must have shape {tuple(x.shape[:3])} (B, H, W), got {tuple(valid.shape)}')
+            if bool(valid.all()):
+                valid = None
+            elif not self.supports_valid:
+                raise ValueError(f'{type(self).__name__} does not take a valid mask (padded tokens): use a grid '
+                                 'reducer (TokenAdapter, Expediting, Pooling) on a host that pads')
+        if not self.needs_importance:
+            return self.reduce(x, valid)
+        if importance is None:
+            raise ValueError(f'{type(self).__name__} ranks tokens by an importance the host supplies (the cls '
+                             'attention of a ViT layer); this host gave none')
+        return self.reduce(x, valid, importance.reshape(x.shape[:3]))
 
-    def reduce(self, x: Tensor, *args) -> Reduction:  # pragma: no cover - abstract
+    def reduce(self, x: Tensor, valid: Optional[Tensor] = None, *args) -> Reduction:  # pragma: no cover
         raise NotImplementedError
+
+    def plan(self, H: int, W: int) -> Tuple[int, int]:
+        """(h, w) of the reduced grid for an H x W input (grid reducers); raises if it does not fit."""
+        raise NotImplementedError(f'{type(self).__name__} returns a token set, not a grid: it has no plan')
 
 
 def restore_by_assignment(assign: Tensor, H: int, W: int) -> Callable[[Tensor], Tensor]:
@@ -92,11 +132,33 @@ def restore_by_assignment(assign: Tensor, H: int, W: int) -> Callable[[Tensor], 
     return restore
 
 
-def identity_reduction(x: Tensor) -> Reduction:
-    """A Reduction that changes nothing (used when a reducer is disabled)."""
+def group_mean(y: Tensor, target: Tensor, weight: Tensor, n_groups: int) -> Tensor:
+    """Weighted mean of the tokens of each group: y: (B, N, D), target: (B, N) group of every token in
+    [0, n_groups), weight: (B, N) -> (B, n_groups, D). An empty group (all weights 0) gives 0."""
+    B, N, D = y.shape
+    w = weight.to(y.dtype)
+    num = y.new_zeros(B, n_groups, D).scatter_add_(1, target[..., None].expand(-1, -1, D), y * w[..., None])
+    den = y.new_zeros(B, n_groups).scatter_add_(1, target, w)
+    return num / den.clamp_min(torch.finfo(y.dtype).tiny)[..., None]
+
+
+def masked_fill_invalid(values: Tensor, valid: Optional[Tensor], fill: float) -> Tensor:
+    """values: (B, ...) with valid (B, ...) bool or None -> values with ``fill`` where not valid."""
+    return values if valid is None else values.masked_fill(~valid, fill)
+
+
+def gather_tokens(x: Tensor, index: Tensor) -> Tensor:
+    """x: (B, N, C), index: (B, M) -> (B, M, C)."""
+    return x.gather(1, index[..., None].expand(-1, -1, x.shape[-1]))
+
+
+def identity_reduction(x: Tensor, valid: Optional[Tensor] = None) -> Reduction:
+    """A Reduction that changes nothing (used when a reducer is disabled or its plan keeps the grid)."""
     B, H, W, C = x.shape
     return Reduction(tokens=x.reshape(B, H * W, C), grid=(H, W),
-                     restore=lambda y: y.reshape(y.shape[0], H, W, y.shape[-1]))
+                     restore=lambda y: y.reshape(y.shape[0], H, W, y.shape[-1]),
+                     reduce=lambda y: y.reshape(y.shape[0], H * W, y.shape[-1]),
+                     valid=None if valid is None else valid.reshape(B, H * W))
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import (Reduction, TokenReducer, check_ratio, compute_dtype, identity_reduction, register_reducer,
-                   restore_by_assignment)
+from .base import (Reduction, TokenReducer, check_ratio, compute_dtype, gather_tokens, identity_reduction,
+                   register_reducer, restore_by_assignment)
 
 
 def keep_top_tokens(x: Tensor, importance: Tensor, n_keep: int):
@@ -45,7 +45,9 @@ class AttentionRankedReducer(TokenReducer):
         keep_rate: share of the patch tokens kept, in (0, 1]; 1.0 disables the reducer.
     """
 
-    needs_attention = True
+    needs_importance = True
+    returns_grid = False
+    supports_valid = False
 
     def __init__(self, keep_rate: float):
         super().__init__()
@@ -77,24 +79,30 @@ class EViT(AttentionRankedReducer):
     def extra_repr(self):
         return f'keep_rate={self.keep_rate}, fuse={self.fuse}'
 
-    def reduce(self, x: Tensor, attn: Tensor) -> Reduction:
+    def reduce(self, x: Tensor, valid, importance: Tensor) -> Reduction:
         if not self.enabled:
             return identity_reduction(x)
         B, H, W, C = x.shape
-        xf, importance, kept, pruned = self.rank(x, attn)
+        xf, importance, kept, pruned = self.rank(x, importance)
         n_keep = kept.shape[1]
-        kept_tokens = xf.gather(1, kept[..., None].expand(-1, -1, C))
-        tokens = kept_tokens
-        if self.fuse and pruned.shape[1]:
-            w = importance.gather(1, pruned)
-            w = w / w.sum(1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny)
-            fused = (w[..., None] * xf.gather(1, pruned[..., None].expand(-1, -1, C))).sum(1, keepdim=True)
-            tokens = torch.cat([kept_tokens, fused], 1)
-        assign = nearest_kept_assignment(xf, kept, pruned, kept_tokens)
+        fuse = self.fuse and pruned.shape[1] > 0
+        w = importance.gather(1, pruned)
+        w = w / w.sum(1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny)
+
+        def reduce(y: Tensor) -> Tensor:
+            """kept tokens, then (with ``fuse``) the cls-attention-weighted mean of the pruned ones."""
+            y = y.reshape(B, H * W, -1)
+            out = gather_tokens(y, kept)
+            if fuse:
+                fused = (w.to(y.dtype)[..., None] * gather_tokens(y, pruned)).sum(1, keepdim=True)
+                out = torch.cat([out, fused], 1)
+            return out
+
+        assign = nearest_kept_assignment(xf, kept, pruned, gather_tokens(xf, kept))
         restore_kept = restore_by_assignment(assign, H, W)
 
         def restore(y: Tensor) -> Tensor:
             return restore_kept(y[:, :n_keep])   # drop the fused token
 
-        return Reduction(tokens=tokens.to(x.dtype), grid=None, restore=restore,
+        return Reduction(tokens=reduce(xf).to(x.dtype), grid=None, restore=restore, reduce=reduce,
                          info=dict(grid=(H, W), kept=kept, assign=assign))

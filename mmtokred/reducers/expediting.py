@@ -31,6 +31,7 @@ from torch import Tensor
 
 from .base import (Reduction, TokenReducer, check_choice, check_int, check_ratio, compute_dtype,
                    identity_reduction, register_reducer, restore_by_assignment)
+from .pooling import resize_tokens
 
 
 def initial_cell_labels(H: int, W: int, h: int, w: int, device=None):
@@ -87,46 +88,79 @@ def _tile_tables(H: int, W: int, h: int, w: int, locality: int, tile: int, devic
 
 
 def local_token_clustering(x: Tensor, h: int, w: int, locality: int, iterations: int, temperature: float,
-                           tile: int = 1) -> Tensor:
-    """x: (B, H, W, C) fp32 -> centres (B, h, w, C), each token joining only centres in its lambda^2 window.
+                           tile: int = 1, valid: Optional[Tensor] = None):
+    """x: (B, H, W, C) fp32 -> (centres (B, h, w, C), reduce_like, centre_valid (B, h, w) bool or None), each
+    token joining only centres in its lambda^2 window.
 
     Tokens are grouped by tile of cells once; per iteration each tile's candidate centres are gathered
     contiguously, token-centre distances are one batched matmul (masked to each token's own window), and the
     weighted sums go back to the centres with index_add (the adjoint of the gather). ``tile=1`` computes exactly
     the lambda^2 candidates per token; larger tiles compute (tile + lambda - 1)^2 (masked), in fewer and larger
-    matmuls, which is faster on CPUs. All give the same centres (tested against a dense masked reference)."""
+    matmuls, which is faster on CPUs. All give the same centres (tested against a dense masked reference).
+
+    ``reduce_like(y: (B, H, W, D)) -> (B, h, w, D)`` averages another tensor with the last iteration's
+    affinities (``reduce_like(x) == centres``). With ``valid`` (B, H, W), padded tokens take no part: they are
+    left out of the initial pooling and of every centre update, and a centre whose initial cell holds no real
+    token is invalid and never a candidate (the reference clusters zero padding with the real tokens).
+    """
     B, H, W, C = x.shape
     M = h * w
     tok, cand, mask = _tile_tables(H, W, h, w, locality, tile, x.device)
     T, S = tok.shape
     L = cand.shape[1]
-    x_pad = torch.cat([x.reshape(B, H * W, C), x.new_zeros(B, 1, C)], 1)
-    xb = x_pad[:, tok].reshape(B * T, S, C)                                # (B*T, S, C)
+
+    def gather_tiles(y):
+        """(B, H, W, D) -> (B*T, S, D) tokens of every tile (zeros for the tiles' padding slots)."""
+        y_pad = torch.cat([y.reshape(B, H * W, -1), y.new_zeros(B, 1, y.shape[-1])], 1)
+        return y_pad[:, tok].reshape(B * T, S, -1)
+
+    xb = gather_tiles(x)                                                   # (B*T, S, C)
     xb_sq = (xb * xb).sum(-1, keepdim=True)                                # (B*T, S, 1)
     neg = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill(~mask, float('-inf')).repeat(B, 1, 1)
-    tok_w = mask.any(-1).to(x.dtype).repeat(B, 1)[..., None]               # padding tokens contribute nothing
+    tok_w = mask.any(-1).to(x.dtype).repeat(B, 1)[..., None]               # padding slots contribute nothing
     flat_cand = cand.reshape(-1)
     offsets = (torch.arange(B, device=x.device) * (M + 1))[:, None]        # per-sample row offset incl. dummy
     scatter_idx = (flat_cand[None] + offsets).reshape(-1)                  # (B*T*L,) rows of (B*(M+1), C)
 
-    centres = F.adaptive_avg_pool2d(x.permute(0, 3, 1, 2), (h, w)).flatten(2).transpose(1, 2)  # (B, M, C)
+    centres = resize_tokens(x, (H, W), (h, w), 'avg', valid).reshape(B, M, C)
+    centre_valid = None
+    if valid is not None:
+        tok_w = tok_w * gather_tiles(valid[..., None].to(x.dtype))       # padded tokens contribute nothing
+        centre_valid = resize_tokens(valid[..., None].float(), (H, W), (h, w), 'max')[..., 0] > 0
+        cv = torch.cat([centre_valid.reshape(B, M), centre_valid.new_zeros(B, 1)], 1)[:, flat_cand]
+        neg = neg.masked_fill(~cv.reshape(B * T, 1, L), float('-inf'))
+
+    def weighted_means(aff, y):
+        """Affinity-weighted mean per centre of y: (B*T, S, D) -> (B, M, D)."""
+        D = y.shape[-1]
+        num = aff.transpose(1, 2) @ y                                      # (B*T, L, D)
+        sums = y.new_zeros(B * (M + 1), D).index_add_(0, scatter_idx, num.reshape(-1, D))
+        den = y.new_zeros(B * (M + 1)).index_add_(0, scatter_idx, aff.sum(1).reshape(-1).to(y.dtype))
+        return (sums / den.clamp_min(1e-16)[:, None]).view(B, M + 1, D)[:, :M]
+
+    aff = None
     for _ in range(iterations):
         padded = torch.cat([centres, centres.new_zeros(B, 1, C)], 1)       # (B, M+1, C), dummy row last
         c = padded[:, flat_cand].reshape(B * T, L, C)                      # (B*T, L, C) contiguous
         c_sq = (padded * padded).sum(-1)[:, flat_cand].reshape(B * T, 1, L)
         dist = xb_sq + c_sq - 2 * (xb @ c.transpose(1, 2))                 # (B*T, S, L)
         aff = (-temperature * dist.clamp_min(0) + neg).softmax(-1)
-        aff = torch.nan_to_num(aff) * tok_w                                # all-masked padding rows -> 0
-        num = aff.transpose(1, 2) @ xb                                     # (B*T, L, C)
-        sums = x.new_zeros(B * (M + 1), C).index_add_(0, scatter_idx, num.reshape(-1, C))
-        den = x.new_zeros(B * (M + 1)).index_add_(0, scatter_idx, aff.sum(1).reshape(-1))
-        centres = (sums / den.clamp_min(1e-16)[:, None]).view(B, M + 1, C)[:, :M]
-    return centres.reshape(B, h, w, C)
+        aff = torch.nan_to_num(aff) * tok_w                                # all-masked rows -> 0
+        centres = weighted_means(aff, xb)
+
+    def reduce_like(y: Tensor) -> Tensor:
+        return weighted_means(aff.to(y.dtype), gather_tiles(y)).reshape(B, h, w, -1)
+
+    return centres.reshape(B, h, w, C), reduce_like, centre_valid
 
 
-def reconstruction_weights(x: Tensor, centres: Tensor, topk: int, temperature: float, normalize: str):
-    """x: (B, N, C), centres: (B, M, C) -> (idx, weight), both (B, N, topk)."""
+def reconstruction_weights(x: Tensor, centres: Tensor, topk: int, temperature: float, normalize: str,
+                           centre_valid: Optional[Tensor] = None):
+    """x: (B, N, C), centres: (B, M, C), centre_valid: (B, M) or None -> (idx, weight), both (B, N, topk).
+    Invalid (padding-only) centres get weight 0."""
     dist = torch.cdist(x, centres).square().clamp_min(0)                   # (B, N, M)
+    if centre_valid is not None:
+        dist = dist.masked_fill(~centre_valid[:, None, :], float('inf'))
     d, idx = dist.topk(topk, dim=-1, largest=False)                        # ascending
     weight = torch.exp(-temperature * (d - d[..., :1]))                    # max weight 1: never all-zero
     if normalize == 'l2':
@@ -206,20 +240,27 @@ class Expediting(TokenReducer):
             raise ValueError(f'Expediting: topk ({self.topk}) must not exceed the number of clusters {h}x{w}')
         return h, w
 
-    def reduce(self, x: Tensor) -> Reduction:
+    def reduce(self, x: Tensor, valid: Optional[Tensor] = None) -> Reduction:
+        """x: (B, H, W, C); valid: (B, H, W) bool or None (padded tokens take no part)."""
         B, H, W, C = x.shape
         h, w = self.plan(H, W)
         if not self.enabled or (h, w) == (H, W):
-            return identity_reduction(x)
+            return identity_reduction(x, valid)
         xf = x.to(compute_dtype(x))
-        centres = local_token_clustering(xf, h, w, self.locality, self.iterations, self.temperature, self.tile)
+        centres, reduce_like, centre_valid = local_token_clustering(
+            xf, h, w, self.locality, self.iterations, self.temperature, self.tile, valid)
         centres_seq = centres.reshape(B, h * w, C)
+        red_valid = None if centre_valid is None else centre_valid.reshape(B, h * w)
         hard = self.normalize == 'hard'    # hard copy needs only the nearest centre
         idx, weight = reconstruction_weights(xf.reshape(B, H * W, C), centres_seq, 1 if hard else self.topk,
-                                             self.temperature, 'sum' if hard else self.normalize)
+                                             self.temperature, 'sum' if hard else self.normalize, red_valid)
         info = dict(grid=(H, W), cluster_grid=(h, w), nearest_cluster=idx[..., 0].view(B, H, W))
+
+        def reduce(y: Tensor) -> Tensor:
+            return reduce_like(y.reshape(B, H, W, -1).to(xf.dtype)).reshape(B, h * w, -1).to(y.dtype)
+
         if self.normalize == 'hard':
-            return Reduction(tokens=centres_seq.to(x.dtype), grid=(h, w),
+            return Reduction(tokens=centres_seq.to(x.dtype), grid=(h, w), reduce=reduce, valid=red_valid,
                              restore=restore_by_assignment(idx[..., 0], H, W), info=info)
 
         def restore(y: Tensor) -> Tensor:
@@ -229,4 +270,5 @@ class Expediting(TokenReducer):
             out = (weight.to(y.dtype)[:, :, None, :] @ picked).squeeze(2)    # N * k * D MACs
             return out.view(B, H, W, D)
 
-        return Reduction(tokens=centres_seq.to(x.dtype), grid=(h, w), restore=restore, info=info)
+        return Reduction(tokens=centres_seq.to(x.dtype), grid=(h, w), restore=restore, reduce=reduce,
+                         valid=red_valid, info=info)

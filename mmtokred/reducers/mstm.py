@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Reduction, identity_reduction, register_reducer, restore_by_assignment
+from .base import Reduction, gather_tokens, group_mean, identity_reduction, register_reducer, restore_by_assignment
 from .evit import AttentionRankedReducer
 
 
@@ -26,26 +26,24 @@ class MSTM(AttentionRankedReducer):
     def extra_repr(self):
         return f'keep_rate={self.keep_rate}'
 
-    def reduce(self, x: Tensor, attn: Tensor) -> Reduction:
+    def reduce(self, x: Tensor, valid, importance: Tensor) -> Reduction:
         if not self.enabled:
             return identity_reduction(x)
         B, H, W, C = x.shape
         N = H * W
-        xf, w, kept, pruned = self.rank(x, attn)
+        xf, w, kept, pruned = self.rank(x, importance)
         n_keep = kept.shape[1]
-        crucial = xf.gather(1, kept[..., None].expand(-1, -1, C))
         assign = torch.empty(B, N, dtype=torch.long, device=x.device)
         assign.scatter_(1, kept, torch.arange(n_keep, device=x.device).expand(B, -1))
-        w_kept = w.gather(1, kept)
-        num = crucial * w_kept[..., None]
-        den = w_kept.clone()
         if pruned.shape[1]:
-            others = xf.gather(1, pruned[..., None].expand(-1, -1, C))
+            crucial = gather_tokens(xf, kept)
+            others = gather_tokens(xf, pruned)
             target = (F.normalize(others, dim=-1) @ F.normalize(crucial, dim=-1).transpose(1, 2)).argmax(-1)
             assign.scatter_(1, pruned, target)
-            w_others = w.gather(1, pruned)
-            num = num.scatter_add(1, target[..., None].expand(-1, -1, C), others * w_others[..., None])
-            den = den.scatter_add(1, target, w_others)
-        merged = num / den.clamp_min(torch.finfo(den.dtype).tiny)[..., None]
-        return Reduction(tokens=merged.to(x.dtype), grid=None, restore=restore_by_assignment(assign, H, W),
-                         info=dict(grid=(H, W), kept=kept, assign=assign))
+
+        def reduce(y: Tensor) -> Tensor:
+            """importance-weighted mean of every crucial token's group (eq. 4)."""
+            return group_mean(y.reshape(B, N, -1), assign, w, n_keep)
+
+        return Reduction(tokens=reduce(xf).to(x.dtype), grid=None, restore=restore_by_assignment(assign, H, W),
+                         reduce=reduce, info=dict(grid=(H, W), kept=kept, assign=assign))

@@ -18,13 +18,15 @@ distances, 1 - cos, in [0, 2].
 Both matchings are computed once in ``reduce``; ``restore`` is a gather (max) or one (N x N_r) matmul.
 """
 import math
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import (Reduction, TokenReducer, check_choice, check_int, check_ratio, compute_dtype,
-                   identity_reduction, register_reducer, restore_by_assignment)
+from .base import (Reduction, TokenReducer, check_choice, check_int, check_ratio, compute_dtype, gather_tokens,
+                   group_mean, identity_reduction, masked_fill_invalid, register_reducer, restore_by_assignment)
+from .pooling import resize_tokens
 
 IMPORTANCE = ('max', 'sum', 'range', 'attention')
 SELECTION = ('scores', 'random', 'alternating')
@@ -81,7 +83,10 @@ class TokenAdapter(TokenReducer):
     """Token Adapter injector + ejector. See the module docstring for the algorithm.
 
     Args:
-        r_h, r_w: share of rows / columns removed, in [0, 1). Paper default 0.3 / 0.3.
+        r_h, r_w: share of rows / columns removed, in [0, 1). Paper default (and default when ``grid`` is not
+            given) 0.3 / 0.3.
+        grid: (h, w) or int: number of rows / columns kept, instead of ratios (windowed hosts need every
+            window reduced to the same k x k). Give either ``grid`` or ratios.
         unique_ratio_h, unique_ratio_w: share of the kept rows / columns that stay unique (untouched), in [0, 1).
         importance: per-token score over channels: 'max' (paper), 'sum' or 'range'; or 'attention': the cls
             attention of the host (Tab. 4a "scores (attn.)"; the host must expose it).
@@ -98,13 +103,24 @@ class TokenAdapter(TokenReducer):
         seed: seed of the 'random' selection.
     """
 
-    def __init__(self, r_h: float = 0.3, r_w: float = 0.3, unique_ratio_h: float = 0.1,
+    def __init__(self, r_h: Optional[float] = None, r_w: Optional[float] = None,
+                 grid: Union[int, Sequence[int], None] = None, unique_ratio_h: float = 0.1,
                  unique_ratio_w: float = 0.05, importance: str = 'max', selection: str = 'scores',
                  metric: str = 'cosine', merge: str = 'average', eject_mode: str = 'm-threshold',
                  threshold: float = 0.02, seed: int = 0):
         super().__init__()
-        self.r_h = check_ratio('r_h', r_h)
-        self.r_w = check_ratio('r_w', r_w)
+        if grid is not None:
+            if r_h is not None or r_w is not None:
+                raise ValueError(f'TokenAdapter: give either r_h / r_w or grid (kept rows, columns), got '
+                                 f'r_h={r_h!r}, r_w={r_w!r}, grid={grid!r}')
+            grid = (grid, grid) if isinstance(grid, int) and not isinstance(grid, bool) else tuple(grid)
+            if len(grid) != 2:
+                raise ValueError(f'grid must be an int or (h, w), got {grid!r}')
+            for name, v in zip(('grid[0]', 'grid[1]'), grid):
+                check_int(name, v, 1)
+        self.grid = grid
+        self.r_h = None if grid else check_ratio('r_h', 0.3 if r_h is None else r_h)
+        self.r_w = None if grid else check_ratio('r_w', 0.3 if r_w is None else r_w)
         self.unique_ratio_h = check_ratio('unique_ratio_h', unique_ratio_h)
         self.unique_ratio_w = check_ratio('unique_ratio_w', unique_ratio_w)
         self.importance = check_choice('importance', importance, IMPORTANCE)
@@ -114,24 +130,35 @@ class TokenAdapter(TokenReducer):
         self.eject_mode = check_choice('eject_mode', eject_mode, EJECT)
         self.threshold = check_ratio('threshold', threshold, 0.0, 2.0, high_inclusive=True)
         self.seed = check_int('seed', seed, 0)
-        self.enabled = self.r_h > 0 or self.r_w > 0
-        self.needs_attention = self.importance == 'attention'
+        self.enabled = grid is not None or self.r_h > 0 or self.r_w > 0
+        self.needs_importance = self.importance == 'attention'
         if self.eject_mode == 'assignment' and self.merge != 'average':
             raise ValueError("eject_mode='assignment' restores from the merge groups: it needs merge='average', "
                              f'got merge={merge!r}')
 
     def extra_repr(self):
-        return (f'r_h={self.r_h}, r_w={self.r_w}, unique=({self.unique_ratio_h}, {self.unique_ratio_w}), '
+        size = f'grid={self.grid}' if self.grid else f'r_h={self.r_h}, r_w={self.r_w}'
+        return (f'{size}, unique=({self.unique_ratio_h}, {self.unique_ratio_w}), '
                 f'importance={self.importance}, metric={self.metric}, merge={self.merge}, '
                 f'eject={self.eject_mode}@{self.threshold}')
 
     def plan(self, H: int, W: int):
-        """Numbers of kept and unique rows / columns for an H x W grid; raises if the grid is too small."""
-        n_keep_h = H - math.floor(H * self.r_h + 0.5)
-        n_keep_w = W - math.floor(W * self.r_w + 0.5)
+        """(kept rows, kept columns) for an H x W grid; raises if it does not fit."""
+        if self.grid is not None:
+            n_keep_h, n_keep_w = self.grid
+            if n_keep_h > H or n_keep_w > W:
+                raise ValueError(f'TokenAdapter: grid {n_keep_h}x{n_keep_w} does not fit the {H}x{W} token grid')
+        else:
+            n_keep_h = H - math.floor(H * self.r_h + 0.5)
+            n_keep_w = W - math.floor(W * self.r_w + 0.5)
         if n_keep_h < 1 or n_keep_w < 1:
             raise ValueError(f'TokenAdapter: grid {H}x{W} is too small for r_h={self.r_h}, r_w={self.r_w} '
                              f'(keeps {n_keep_h}x{n_keep_w} tokens)')
+        return n_keep_h, n_keep_w
+
+    def _line_plan(self, H: int, W: int):
+        """Numbers of kept and unique rows / columns for an H x W grid."""
+        n_keep_h, n_keep_w = self.plan(H, W)
         n_uniq_h = math.floor(n_keep_h * self.unique_ratio_h)
         n_uniq_w = math.floor(n_keep_w * self.unique_ratio_w)
         has_normals = n_keep_h < H or n_keep_w < W
@@ -140,77 +167,74 @@ class TokenAdapter(TokenReducer):
                              f'unique_ratio_h={self.unique_ratio_h}, unique_ratio_w={self.unique_ratio_w}')
         return n_keep_h, n_keep_w, n_uniq_h, n_uniq_w
 
-    def reduce(self, x: Tensor, attn: Tensor = None) -> Reduction:
-        """x: (B, H, W, C); attn: (B, H, W) cls attention when ``importance='attention'``."""
-        if not self.enabled:
-            return identity_reduction(x)
+    def reduce(self, x: Tensor, valid: Optional[Tensor] = None, importance: Optional[Tensor] = None) -> Reduction:
+        """x: (B, H, W, C); valid: (B, H, W) bool or None; importance: (B, H, W) host importance (cls
+        attention) when ``importance='attention'``."""
         B, H, W, C = x.shape
-        n_keep_h, n_keep_w, n_uniq_h, n_uniq_w = self.plan(H, W)
+        n_keep_h, n_keep_w, n_uniq_h, n_uniq_w = self._line_plan(H, W)
+        if not self.enabled or (n_keep_h, n_keep_w) == (H, W):
+            return identity_reduction(x, valid)
+        N = H * W
         xf = x.to(compute_dtype(x))
         generator = torch.Generator().manual_seed(self.seed) if self.selection == 'random' else None
 
-        # 1-2. row / column scores, kept and unique lines
-        score = attn.float() if self.importance == 'attention' else token_importance(xf, self.importance)  # (B,H,W)
+        # 1-2. row / column scores (padding never scores: its lines go first), kept and unique lines
+        score = importance.float() if self.importance == 'attention' else token_importance(xf, self.importance)
+        score = masked_fill_invalid(score, valid, float('-inf'))                   # (B, H, W)
         rows, row_unique = _select_lines(score.amax(2), n_keep_h, n_uniq_h, self.selection, generator)
         cols, col_unique = _select_lines(score.amax(1), n_keep_w, n_uniq_w, self.selection, generator)
 
         # flat index of every kept token in the full grid, row-major over the kept grid: (B, Nr)
         kept_flat = (rows[:, :, None] * W + cols[:, None, :]).flatten(1)
         Nr = kept_flat.shape[1]
-        x_seq = xf.reshape(B, H * W, C)
-        x_kept = x_seq.gather(1, kept_flat[..., None].expand(-1, -1, C))          # (B, Nr, C)
+        x_seq = xf.reshape(B, N, C)
+        valid_seq = None if valid is None else valid.reshape(B, N)
+        red_valid = None if valid is None else valid_seq.gather(1, kept_flat)      # (B, Nr)
 
         info = dict(rows=rows, cols=cols, row_unique=row_unique, col_unique=col_unique, grid=(H, W))
-        if self.merge == 'average' and Nr < H * W:
-            is_kept = torch.zeros(B, H * W, dtype=torch.bool, device=x.device)
+        assign = None
+        if self.merge == 'average':
+            is_kept = torch.zeros(B, N, dtype=torch.bool, device=x.device)
             is_kept.scatter_(1, kept_flat, True)
-            normal_flat = (~is_kept).nonzero()[:, 1].view(B, H * W - Nr)          # (B, Nn)
+            normal_flat = (~is_kept).nonzero()[:, 1].view(B, N - Nr)               # (B, Nn)
             rep_in_kept = (~row_unique[:, :, None] & ~col_unique[:, None, :]).flatten(1)  # (B, Nr)
             rep_pos = rep_in_kept.nonzero()[:, 1].view(B, -1)                     # (B, Np) index into kept set
-            x_normal = x_seq.gather(1, normal_flat[..., None].expand(-1, -1, C))
-            x_rep = x_kept.gather(1, rep_pos[..., None].expand(-1, -1, C))
-            # 3. each normal token -> most similar representative token
-            best = similarity(x_normal, x_rep, self.metric).argmax(-1)            # (B, Nn)
-            target = rep_pos.gather(1, best)                                      # (B, Nn) into kept set
-            # 4. average merge: representative = mean(itself, its normal tokens)
-            total = x_kept.scatter_add(1, target[..., None].expand(-1, -1, C), x_normal)
-            count = torch.ones(B, Nr, device=x.device, dtype=xf.dtype).scatter_add(
-                1, target, torch.ones_like(target, dtype=xf.dtype))
-            x_merged = total / count[..., None]
+            # 3. each normal token -> most similar (real) representative token
+            sim = similarity(gather_tokens(x_seq, normal_flat), gather_tokens(gather_tokens(x_seq, kept_flat),
+                                                                              rep_pos), self.metric)
+            if red_valid is not None:
+                sim = sim.masked_fill(~red_valid.gather(1, rep_pos)[:, None, :], torch.finfo(sim.dtype).min)
+            target = rep_pos.gather(1, sim.argmax(-1))                            # (B, Nn) into kept set
+            # 4. average merge: every reduced token = mean of its group (itself + the normal tokens it took)
+            assign = torch.empty(B, N, dtype=torch.long, device=x.device)
+            assign.scatter_(1, kept_flat, torch.arange(Nr, device=x.device).expand(B, -1))
+            assign.scatter_(1, normal_flat, target)
+            weight = torch.ones(B, N, device=x.device) if valid_seq is None else valid_seq.float()
+            reduce_fn = lambda y: group_mean(y.reshape(B, N, -1), assign, weight, Nr)  # noqa: E731
             info.update(normal_flat=normal_flat, normal_target=target, rep_pos=rep_pos)
         elif self.merge in ('max_pool', 'avg_pool', 'bilinear'):
-            grid = xf.permute(0, 3, 1, 2)
-            if self.merge == 'max_pool':
-                grid = F.adaptive_max_pool2d(grid, (n_keep_h, n_keep_w))
-            elif self.merge == 'avg_pool':
-                grid = F.adaptive_avg_pool2d(grid, (n_keep_h, n_keep_w))
-            else:
-                grid = F.interpolate(grid, size=(n_keep_h, n_keep_w), mode='bilinear', align_corners=False)
-            x_merged = grid.flatten(2).transpose(1, 2)
-        else:  # keep, or nothing to merge
-            x_merged = x_kept
+            mode = {'max_pool': 'max', 'avg_pool': 'avg', 'bilinear': 'bilinear'}[self.merge]
+            reduce_fn = lambda y: resize_tokens(y, (H, W), (n_keep_h, n_keep_w), mode, valid).flatten(1, 2)  # noqa: E731
+            if valid is not None:
+                red_valid = resize_tokens(valid[..., None].float(), (H, W), (n_keep_h, n_keep_w), 'max')[..., 0].flatten(1) > 0
+        else:  # keep: the normal tokens are dropped
+            reduce_fn = lambda y: gather_tokens(y.reshape(B, N, -1), kept_flat)  # noqa: E731
+        x_merged = reduce_fn(xf)
 
         if self.eject_mode == 'assignment':
-            restore = restore_by_assignment(self._assignment(kept_flat, info, B, H * W), H, W)
+            restore = restore_by_assignment(assign, H, W)
         else:
-            restore = self._ejector(x_seq, x_merged, H, W)
-        return Reduction(tokens=x_merged.to(x.dtype), grid=(n_keep_h, n_keep_w), restore=restore, info=info)
+            restore = self._ejector(x_seq, x_merged, H, W, red_valid)
+        return Reduction(tokens=x_merged.to(x.dtype), grid=(n_keep_h, n_keep_w), restore=restore,
+                         reduce=lambda y: reduce_fn(y.to(compute_dtype(y))).to(y.dtype), valid=red_valid, info=info)
 
-    @staticmethod
-    def _assignment(kept_flat, info, B, N):
-        """(B, N) index into the reduced set: kept tokens -> themselves, normal tokens -> the representative they
-        were merged into (``merge='average'``, checked in ``__init__``)."""
-        Nr = kept_flat.shape[1]
-        assign = torch.zeros(B, N, dtype=torch.long, device=kept_flat.device)
-        assign.scatter_(1, kept_flat, torch.arange(Nr, device=kept_flat.device).expand(B, -1))
-        if 'normal_flat' in info:
-            assign.scatter_(1, info['normal_flat'], info['normal_target'])
-        return assign
-
-    def _ejector(self, x_seq: Tensor, x_merged: Tensor, H: int, W: int):
-        """Match original tokens (B, N, C) to merged reduced tokens (B, Nr, C); return y: (B, Nr, D) -> (B, H, W, D)."""
+    def _ejector(self, x_seq: Tensor, x_merged: Tensor, H: int, W: int, red_valid: Optional[Tensor] = None):
+        """Match original tokens (B, N, C) to merged reduced tokens (B, Nr, C), never to a padding-only reduced
+        token; return y: (B, Nr, D) -> (B, H, W, D)."""
         B, N, _ = x_seq.shape
         sim = F.normalize(x_seq, dim=-1) @ F.normalize(x_merged, dim=-1).transpose(1, 2)   # (B, N, Nr)
+        if red_valid is not None:
+            sim = sim.masked_fill(~red_valid[:, None, :], -2.0)   # below any cosine: never nearest, never within
         nearest = sim.argmax(-1)                                                             # (B, N)
         if self.eject_mode == 'max':
             return restore_by_assignment(nearest, H, W)

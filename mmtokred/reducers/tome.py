@@ -84,12 +84,18 @@ class ToMe(TokenReducer):
             span can be reduced by more than half. Unmerging undoes them in reverse order.
     """
 
+    returns_grid = False
+    supports_valid = False
+
     def __init__(self, ratio: float = 0.5, mode: str = 'span', rounds: int = 1):
         super().__init__()
         self.ratio = check_ratio('ratio', ratio, 0.0, 0.5, high_inclusive=True)
         self.mode = check_choice('mode', mode, ('span', 'sub_block'))
         self.rounds = check_int('rounds', rounds, 1)
         self.enabled = self.ratio > 0
+        self.per_sub_block = self.mode == 'sub_block'
+        if self.per_sub_block and self.rounds != 1:
+            raise ValueError(f"ToMe: rounds applies to mode='span' only, got rounds={rounds} with mode='sub_block'")
 
     def extra_repr(self):
         return f'ratio={self.ratio}, mode={self.mode}, rounds={self.rounds}'
@@ -101,21 +107,30 @@ class ToMe(TokenReducer):
         """metric: (B, N, C) -> (merge, unmerge) for one matching of ``ratio`` of N."""
         return bipartite_soft_matching(metric, self.num_merged(metric.shape[1]))
 
-    def reduce(self, x: Tensor) -> Reduction:
+    def reduce(self, x: Tensor, valid=None) -> Reduction:
+        """x: (B, H, W, C): ``rounds`` matchings on the tokens themselves (in sub-block mode the host passes the
+        LayerNorm'd sub-block input, one round)."""
         if not self.enabled:
             return identity_reduction(x)
         B, H, W, C = x.shape
         tokens = x.reshape(B, H * W, C)
         size = None
-        unmerges = []
+        steps = []          # (merge, unmerge, sizes entering this round)
         for _ in range(self.rounds):
             merge, unmerge = self.match(tokens)
+            steps.append((merge, unmerge, size))
             tokens, size = merge(tokens, size)
-            unmerges.append(unmerge)
+
+        def reduce(y: Tensor) -> Tensor:
+            y = y.reshape(B, H * W, -1)
+            for merge, _, size_in in steps:
+                y, _ = merge(y, size_in)
+            return y
 
         def restore(y: Tensor) -> Tensor:
-            for unmerge in reversed(unmerges):
+            for _, unmerge, _ in reversed(steps):
                 y = unmerge(y)
             return y.view(B, H, W, y.shape[-1])
 
-        return Reduction(tokens=tokens, grid=None, restore=restore, info=dict(grid=(H, W), size=size))
+        return Reduction(tokens=tokens, grid=None, restore=restore, reduce=reduce,
+                         info=dict(grid=(H, W), size=size))

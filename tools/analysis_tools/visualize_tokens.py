@@ -33,41 +33,22 @@ def parse_args(argv=None):
 
 
 def capture_reduction(model, image):
-    """Run mmseg inference on ``image`` and return (first Reduction, its input tokens (1, H, W, C), result).
+    """Run mmseg inference on ``image`` and return (first Reduction, its input tokens (1, H, W, C), result, crop).
 
-    ToMe in ``sub_block`` mode matches inside the layers (no reducer call): its first matching is captured and
-    wrapped as a Reduction over the patch grid."""
+    The reducer's first call is captured, whichever the host drives (once per span, or around every sub-block)."""
     from mmseg.apis import inference_model
 
-    from mmtokred.reducers import Reduction, ToMe
     reducer = getattr(model.backbone, 'token_reducer', None)
     if reducer is None:
         raise ValueError('the config has no reducer (model.backbone.reducer): nothing to visualise')
-    seen, grids, crops = [], [], []
-    hooks = [model.backbone.patch_embed.register_forward_hook(lambda m, i, o: grids.append(o[1])),
-             model.backbone.register_forward_pre_hook(lambda m, i: crops.append(i[0][:1].detach()))]
-    sub_block = isinstance(reducer, ToMe) and reducer.mode == 'sub_block'
-    if sub_block:
-        upstream_match = reducer.match
-
-        def match(metric):
-            merge, unmerge = upstream_match(metric)
-            if not seen:
-                H, W = grids[0]
-                merged, _ = merge(metric[:1])
-                seen.append((Reduction(merged, None, lambda y: unmerge(y).view(1, H, W, -1), dict(grid=(H, W))),
-                             metric[:1].view(1, H, W, -1)))
-            return merge, unmerge
-        reducer.match = match
-    else:
-        hooks.append(reducer.register_forward_hook(lambda m, inp, out: seen.append((out, inp[0])) if not seen else None))
+    seen, crops = [], []
+    hooks = [model.backbone.register_forward_pre_hook(lambda m, i: crops.append(i[0][:1].detach())),
+             reducer.register_forward_hook(lambda m, inp, out: seen.append((out, inp[0])) if not seen else None)]
     try:
         result = inference_model(model, image)
     finally:
         for h in hooks:
             h.remove()
-        if sub_block:
-            del reducer.match
     if not seen:
         raise RuntimeError('the reducer did not run (is its ratio 0?)')
     return seen[0][0], seen[0][1], result, _denormalize(model, crops[0])
@@ -85,43 +66,28 @@ def palette(n, seed=3):
     return rng.integers(40, 255, size=(max(n, 1), 3)).astype(np.uint8)
 
 
-def token_panels(reducer, reduction, tokens):
-    """Dict name -> (H, W, 3) uint8 picture at token resolution, or (H, W) float mask for 'removed'."""
-    from mmtokred.reducers import Expediting, ToMe, TokenAdapter
+def token_panels(reduction):
+    """Dict name -> (H, W, 3) uint8 picture at token resolution, or (H, W) bool mask for 'removed'. Every
+    reduction gets its groups (the reduced token each position is restored from); what a reducer records in
+    ``info`` adds panels (kept rows / columns and token roles of the Token Adapter)."""
     info = reduction.info
     H, W = info['grid']
     panels = {}
-    if isinstance(reducer, TokenAdapter):
+    if 'rows' in info:      # rows / columns were removed
         rows, cols = info['rows'][0].tolist(), info['cols'][0].tolist()
         kept = np.zeros((H, W), bool)
         kept[np.ix_(rows, cols)] = True
         panels['removed rows / columns'] = kept
         ru = dict(zip(rows, info['row_unique'][0].tolist()))
         cu = dict(zip(cols, info['col_unique'][0].tolist()))
-        groups = np.zeros((H, W, 3), np.uint8)
-        groups[:] = GROUP_COLOURS['normal']
+        roles = np.zeros((H, W, 3), np.uint8)
+        roles[:] = GROUP_COLOURS['normal']
         for i in rows:
             for j in cols:
-                groups[i, j] = GROUP_COLOURS['unique' if ru[i] or cu[j] else 'representative']
-        panels['groups: grey rep. / orange unique / teal normal'] = groups
-        match = np.full((H, W, 3), 255, np.uint8)
-        if 'normal_flat' in info:
-            kept_flat = [i * W + j for i in rows for j in cols]
-            colours = palette(len(kept_flat))
-            rep_pos = info['rep_pos'][0].tolist()
-            for p in rep_pos:
-                match.reshape(-1, 3)[kept_flat[p]] = colours[p]
-            for n, t in zip(info['normal_flat'][0].tolist(), info['normal_target'][0].tolist()):
-                match.reshape(-1, 3)[n] = colours[t]
-        panels['matching: normal -> representative'] = match
-    elif isinstance(reducer, Expediting):
-        lab = info['nearest_cluster'][0].numpy()
-        panels['nearest cluster'] = palette(int(lab.max()) + 1)[lab]
-    elif isinstance(reducer, ToMe):
-        import torch
-        ids = torch.arange(reduction.tokens.shape[1], dtype=torch.float32).view(1, -1, 1)
-        group = reduction.restore(ids)[0, ..., 0].round().long().numpy()
-        panels['merge groups'] = palette(int(group.max()) + 1)[group]
+                roles[i, j] = GROUP_COLOURS['unique' if ru[i] or cu[j] else 'representative']
+        panels['roles: grey rep. / orange unique / teal normal'] = roles
+    group = reduction.assignment()[0].reshape(H, W).cpu().numpy()
+    panels['groups: reduced token restored from'] = palette(int(group.max()) + 1)[group]
     return panels
 
 
@@ -170,7 +136,7 @@ def visualize(image, config, checkpoint=None, out='tokens.png', device='cpu', cf
         if meta:
             model.dataset_meta = meta
     reduction, tokens, result, rgb = capture_reduction(model, image)
-    panels = token_panels(model.backbone.token_reducer, reduction, tokens)
+    panels = token_panels(reduction)
     patch = model.backbone.patch_embed.projection.kernel_size[0]
     prediction = result.pred_sem_seg.data[0].cpu().numpy() if checkpoint else None
     pal = model.dataset_meta.get('palette') if getattr(model, 'dataset_meta', None) else None
