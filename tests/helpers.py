@@ -21,3 +21,21 @@ def build_model(cfg):
     model = MODELS.build(cfg.model)
     model.eval()
     return model
+
+
+def build_model_on_meta(cfg):
+    """Build ``cfg.model`` with every parameter and buffer on the meta device: shapes only, no memory, no init
+    time (full-size models in a second). Swin reads its drop-path schedule with ``.item()``: ``torch.linspace``
+    runs on the CPU."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    class LinspaceOnCpu(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = dict(kwargs or {})
+            if func is torch.linspace:
+                kwargs['device'] = 'cpu'
+            return func(*args, **kwargs)
+
+    with torch.device('meta'), LinspaceOnCpu():
+        return build_model(cfg)

@@ -1,5 +1,5 @@
 """Every config in configs/ builds, keeps the upstream state-dict layout, and runs one forward at reduced width
-(full-size configs run their full forward in benchmarks, not here)."""
+(full-size configs run their full forward in benchmarks, not here). Mask2Former (Swin) configs: test_mask2former.py."""
 import glob
 import importlib.util
 import os.path as osp
@@ -14,7 +14,8 @@ spec.loader.exec_module(helpers)
 SKIP_DIRS = ('_base_', 'sweeps')
 CONFIGS = sorted(p for p in glob.glob(osp.join(helpers.CONFIGS, '**', '*.py'), recursive=True)
                  if not any(f'{osp.sep}{d}{osp.sep}' in p for d in SKIP_DIRS)
-                 and not osp.basename(p).startswith(('camvid_data', 'tiny_segmenter_model')))
+                 and not osp.basename(p).startswith(('camvid_data', 'tiny_segmenter_model', 'tiny_mask2former_model',
+                                                     'mask2former')))
 
 
 def narrow(cfg):

@@ -14,6 +14,17 @@ scaled_dot_product_attention   B * heads * L * S * (d_qk + d_v)
 cdist (B, N, C), (B, M, C)     B * N * M * C                   (distances of reconstruction / matching)
 ============================== ==========================================================================
 
+Modules whose core is not an aten op with a formula above have a module handle (a forward hook):
+
+============================== ==========================================================================
+module                         MACs (besides its nn.Linear layers, counted as mm / addmm)
+============================== ==========================================================================
+mmcv MultiScaleDeformable-     B * Nq * C * levels * points * (4 + 1): bilinear sampling of each sampled
+Attention                      value (4 corner weights per channel) + the attention-weighted sum (1).
+                               Its CUDA kernel is invisible to the dispatcher; on CPU it runs
+                               ``grid_sample`` + element-wise ops, which no aten formula counts.
+============================== ==========================================================================
+
 Element-wise ops (norms, activations, softmax, additions, gathers) are not counted, as in fvcore/detectron2 --
 the convention of the published numbers. Each op is attributed to the phase that is active when it runs
 (:mod:`mmtokred.analysis.phases`); ops inside the backbone outside any marked phase count as "before reduction",
@@ -87,6 +98,28 @@ for _name in ('_scaled_dot_product_efficient_attention', '_scaled_dot_product_fl
         FORMULAS[getattr(aten, _name)] = sdpa_macs
 
 
+BILINEAR_SAMPLE_MACS = 4   # one multiply-add per corner of the 2 x 2 neighbourhood, per channel
+
+
+def msda_macs(module, output):
+    """mmcv ``MultiScaleDeformableAttention``: output (B, Nq, C) (or (Nq, B, C)) ->
+    ``B * Nq * C * num_levels * num_points * (BILINEAR_SAMPLE_MACS + 1)``; the value / offset / attention-weight /
+    output projections are nn.Linear layers, counted by the aten formulas."""
+    return output.numel() * module.num_levels * module.num_points * (BILINEAR_SAMPLE_MACS + 1)
+
+
+def module_formulas():
+    """{module class: formula(module, output) -> MACs} for the modules of the table above that are importable."""
+    formulas = {}
+    try:
+        from mmcv.ops import MultiScaleDeformableAttention
+    except ImportError:  # pragma: no cover  (mmcv without compiled ops)
+        pass
+    else:
+        formulas[MultiScaleDeformableAttention] = msda_macs
+    return formulas
+
+
 class MacCounter(TorchDispatchMode):
     """Counts MACs per phase and per op while active.
 
@@ -110,10 +143,14 @@ class MacCounter(TorchDispatchMode):
                 n = formula(*args, out=out, **kwargs)
             else:
                 n = formula(*args, **kwargs)
-            name = current_phase(self.default_phase)
-            self.macs[name] += n
-            self.by_op[(name, func._overloadpacket.__name__)] += n
+            self.add(n, func._overloadpacket.__name__)
         return out
+
+    def add(self, macs: int, op: str):
+        """Attribute ``macs`` of ``op`` to the current phase (used by the aten formulas and module handles)."""
+        name = current_phase(self.default_phase)
+        self.macs[name] += macs
+        self.by_op[(name, op)] += macs
 
     def total(self) -> int:
         return sum(self.macs.values())
@@ -130,15 +167,23 @@ def _backbone_of(model):
 
 def count_model_macs(model, inputs, forward=None):
     """Run ``forward(model, inputs)`` (default: ``model(inputs)``) under a :class:`MacCounter`. Ops inside
-    ``model.backbone`` that no host marks count as "backbone: before reduction". Returns the counter."""
+    ``model.backbone`` that no host marks count as "backbone: before reduction"; the modules of
+    :func:`module_formulas` add their handle's MACs. Returns the counter."""
     backbone = _backbone_of(model)
     handles = []
+    formulas = module_formulas()
+    counter = MacCounter()
+    for module in model.modules():
+        formula = next((f for cls, f in formulas.items() if isinstance(module, cls)), None)
+        if formula is not None:
+            handles.append(module.register_forward_hook(
+                lambda m, a, out, f=formula: counter.add(f(m, out), type(m).__name__)))
     if backbone is not None:
         handles.append(backbone.register_forward_pre_hook(lambda m, a: push_phase(BACKBONE_FULL)))
         handles.append(backbone.register_forward_hook(lambda m, a, o: pop_phase()))
     depth = phase_depth()
     try:
-        with torch.no_grad(), MacCounter() as counter:
+        with torch.no_grad(), counter:
             (forward or (lambda m, x: m(x)))(model, inputs)
     finally:
         for h in handles:

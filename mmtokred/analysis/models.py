@@ -38,9 +38,37 @@ def input_shape(cfg, shape: Optional[Sequence[int]] = None) -> Tuple[int, int]:
     return tuple(crop)
 
 
+# The papers' Swin protocol (Expediting, Token Adapter Tab. 2): backbone only, one 1152 x 1152 image.
+BACKBONE_PROTOCOL_SHAPE = (1152, 1152)
+
+
+def synthetic_data_samples(model, inputs: torch.Tensor):
+    """One data sample per image, with the meta of an unpadded, unscaled ``inputs (B, 3, H, W)``: what heads that
+    read image metas in their forward (Mask2Former: the batch size, the input shape) need. ``DetDataSample`` for
+    mmdet detectors, else ``SegDataSample``."""
+    h, w = inputs.shape[-2:]
+    meta = dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w), batch_input_shape=(h, w),
+                padding_size=[0, 0, 0, 0], scale_factor=(1.0, 1.0))
+    try:
+        from mmdet.models.detectors import BaseDetector
+    except ImportError:  # pragma: no cover  (mmseg-only install)
+        BaseDetector = ()
+    if isinstance(model, BaseDetector):
+        from mmdet.structures import DetDataSample as Sample
+    else:
+        from mmseg.structures import SegDataSample as Sample
+    return [Sample(metainfo=meta) for _ in range(inputs.shape[0])]
+
+
 def tensor_forward(model, inputs: torch.Tensor):
-    """The model's tensor forward (backbone + neck + head, restored logits), no post-processing."""
-    return model(inputs, mode='tensor')
+    """The model's tensor forward: backbone + neck + head (mmseg: restored logits; Mask2Former: class and mask
+    predictions of every decoder layer), no post-processing (panoptic fusion, resizing to the image)."""
+    return model(inputs, synthetic_data_samples(model, inputs), mode='tensor')
+
+
+def backbone_forward(model, inputs: torch.Tensor):
+    """The backbone alone (the papers' Swin FLOPs / FPS protocol)."""
+    return model.backbone(inputs)
 
 
 def config_name(path: str) -> str:

@@ -1,14 +1,17 @@
 """Model-only throughput, with interleaved comparison of several configs in one process.
 
     python tools/analysis_tools/benchmark.py CONFIG [--compare CONFIG2 ...] [--shape H W] [--batch-size N]
-        [--repeat-times N] [--warmup N] [--fp16 | --bf16] [--device cpu|cuda] [--dataset] [--cfg-options ...]
+        [--repeat-times N] [--warmup N] [--fp16 | --bf16] [--device cpu|cuda] [--dataset] [--backbone-only]
+        [--cfg-options ...]
 
 Synthetic input by default (one random batch, the same for every config); ``--dataset`` times ``test_step`` on
 the config's test loader, looping it when it is shorter than the run. Every config is built from its own file;
 with ``--compare`` the configs are timed round-robin so that a speed ratio stays valid on a noisy machine. The
 table gives the median time, the spread (IQR as % of the median), images/s, the speed-up over the first config,
 its GFLOPs ratio and the efficiency speed-up / GFLOPs-ratio. ``--phase-repeat N`` also reports the share of the
-time spent in the reduction ops themselves (measured in separate, synchronised runs).
+time spent in the reduction ops themselves (measured in separate, synchronised runs). mmseg and mmdet models alike;
+``--backbone-only`` times (and counts) the backbone alone, on 1152 x 1152 unless ``--shape`` is given: the papers'
+Swin protocol.
 """
 import argparse
 import os.path as osp
@@ -34,11 +37,15 @@ def parse_args(argv=None):
     prec.add_argument('--bf16', action='store_true', help='autocast to bfloat16')
     p.add_argument('--device', default='cuda' if _cuda() else 'cpu')
     p.add_argument('--dataset', action='store_true', help='time test_step on the config test dataloader')
+    p.add_argument('--backbone-only', action='store_true',
+                   help='time the backbone alone (default shape 1152 x 1152, the papers\' Swin protocol)')
     p.add_argument('--phase-repeat', type=int, default=0, help='runs for the reduction-op time share (0: skip)')
     p.add_argument('--num-threads', type=int, help='torch CPU threads')
     p.add_argument('--no-progress', action='store_true')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, help='applied to every config')
     args = p.parse_args(argv)
+    if args.backbone_only and args.dataset:
+        p.error('--backbone-only times a synthetic input: it cannot be combined with --dataset')
     for name in ('batch_size', 'repeat_times'):
         if getattr(args, name) < 1:
             p.error(f'--{name.replace("_", "-")} must be >= 1')
@@ -60,14 +67,18 @@ def machine_name(device):
 
 
 def benchmark(configs, shape=None, batch_size=1, repeat=20, warmup=3, dtype=None, device='cpu', dataset=False,
-              checkpoint=None, cfg_options=None, phase_repeat=0, progress=True):
+              checkpoint=None, cfg_options=None, phase_repeat=0, progress=True, backbone_only=False):
     """Returns a list of row dicts (one per config, the first is the reference)."""
     import torch
 
     from mmtokred.analysis.flops import count_model_macs
-    from mmtokred.analysis.models import build_model, input_shape, load_config, tensor_forward
+    from mmtokred.analysis.models import (BACKBONE_PROTOCOL_SHAPE, backbone_forward, build_model, input_shape,
+                                          load_config, tensor_forward)
     from mmtokred.analysis.timing import autocast_context, summarize, time_interleaved, time_phases
 
+    forward = backbone_forward if backbone_only else tensor_forward
+    if backbone_only and not shape:
+        shape = BACKBONE_PROTOCOL_SHAPE
     runs, macs, models = {}, {}, {}
     gen = torch.Generator().manual_seed(0)
     for config in configs:
@@ -75,12 +86,12 @@ def benchmark(configs, shape=None, batch_size=1, repeat=20, warmup=3, dtype=None
         model = build_model(cfg, checkpoint, device)
         hw = input_shape(cfg, shape)
         x = torch.randn(batch_size, 3, *hw, generator=gen).to(device)
-        macs[config] = count_model_macs(model, x[:1].cpu() if device == 'cpu' else x[:1], tensor_forward).total()
+        macs[config] = count_model_macs(model, x[:1].cpu() if device == 'cpu' else x[:1], forward).total()
         models[config] = model
         if dataset:
             runs[config] = _dataset_runner(cfg, model, dtype, device)
         else:
-            runs[config] = _synthetic_runner(model, x, dtype, device, autocast_context, tensor_forward)
+            runs[config] = _synthetic_runner(model, x, dtype, device, autocast_context, forward)
     times = time_interleaved(runs, repeat, warmup, device, progress)
     base = summarize(times[configs[0]])
     rows = []
@@ -144,9 +155,11 @@ def main(argv=None):
     dtype = torch.float16 if args.fp16 else torch.bfloat16 if args.bf16 else None
     configs = [args.config] + args.compare
     rows = benchmark(configs, args.shape, args.batch_size, args.repeat_times, args.warmup, dtype, args.device,
-                     args.dataset, args.checkpoint, args.cfg_options, args.phase_repeat, not args.no_progress)
+                     args.dataset, args.checkpoint, args.cfg_options, args.phase_repeat, not args.no_progress,
+                     args.backbone_only)
     prec = 'fp16' if args.fp16 else 'bf16' if args.bf16 else 'fp32'
-    print(f'\n{machine_name(args.device)}; batch {args.batch_size}; {prec}; {args.repeat_times} interleaved runs '
+    what = 'backbone only' if args.backbone_only else 'whole model'
+    print(f'\n{machine_name(args.device)}; {what}; batch {args.batch_size}; {prec}; {args.repeat_times} interleaved runs '
           f'after {args.warmup} warm-up; {date.today().isoformat()}')
     print(format_rows(rows, with_share=bool(args.phase_repeat)))
     return rows

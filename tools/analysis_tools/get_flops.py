@@ -1,9 +1,12 @@
 """Count the GFLOPs (MACs, the papers' convention) of a model, per component.
 
-    python tools/analysis_tools/get_flops.py CONFIG [--shape H W] [--cfg-options k=v ...]
+    python tools/analysis_tools/get_flops.py CONFIG [--shape H W] [--backbone-only] [--cfg-options k=v ...]
 
-Counts attention (explicit or SDPA) and every reduction op; see ``mmtokred/analysis/flops.py`` for the formula of
-each counted op. The input is one image of the given shape (default: the config's test crop).
+Counts attention (explicit or SDPA), multi-scale deformable attention and every reduction op; see
+``mmtokred/analysis/flops.py`` for the formula of each counted op. mmseg and mmdet models alike. The input is one
+image of the given shape (default: the config's test crop). Whole model = the tensor forward (backbone, neck,
+head; no post-processing). ``--backbone-only`` counts the backbone alone, on 1152 x 1152 unless ``--shape`` is
+given: the papers' Swin protocol.
 """
 import argparse
 import os.path as osp
@@ -17,21 +20,24 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description='Count GFLOPs (MACs) per component')
     p.add_argument('config')
     p.add_argument('--shape', type=int, nargs='+', help='input H W (or one number for a square input)')
+    p.add_argument('--backbone-only', action='store_true',
+                   help='count the backbone alone (default shape 1152 x 1152, the papers\' Swin protocol)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     return p.parse_args(argv)
 
 
-def measure(config, shape=None, cfg_options=None):
+def measure(config, shape=None, cfg_options=None, backbone_only=False):
     """Returns (shape, counter) for one image."""
     import torch
 
     from mmtokred.analysis.flops import count_model_macs
-    from mmtokred.analysis.models import build_model, input_shape, load_config, tensor_forward
+    from mmtokred.analysis.models import (BACKBONE_PROTOCOL_SHAPE, backbone_forward, build_model, input_shape,
+                                          load_config, tensor_forward)
     cfg = load_config(config, cfg_options)
-    hw = input_shape(cfg, shape)
+    hw = input_shape(cfg, shape or (BACKBONE_PROTOCOL_SHAPE if backbone_only else None))
     model = build_model(cfg)
     x = torch.zeros(1, 3, *hw)
-    return hw, count_model_macs(model, x, tensor_forward)
+    return hw, count_model_macs(model, x, backbone_forward if backbone_only else tensor_forward)
 
 
 def format_table(counter):
@@ -49,8 +55,9 @@ def format_table(counter):
 
 def main(argv=None):
     args = parse_args(argv)
-    hw, counter = measure(args.config, args.shape, args.cfg_options)
-    print(f'{args.config} @ {hw[0]}x{hw[1]} (GFLOPs = 1e9 multiply-accumulates)')
+    hw, counter = measure(args.config, args.shape, args.cfg_options, args.backbone_only)
+    what = 'backbone only' if args.backbone_only else 'whole model'
+    print(f'{args.config} @ {hw[0]}x{hw[1]}, {what} (GFLOPs = 1e9 multiply-accumulates)')
     print(format_table(counter))
     return counter
 
