@@ -1,9 +1,17 @@
 """Swin host: window token reduction for mmseg's and mmdet's SwinTransformer (tiny models, random weights)."""
+import glob
+import importlib.util
+import os.path as osp
+
 import pytest
 import torch
 
 import mmtokred  # noqa: F401  (registers ReducedSwinTransformer)
 from mmtokred.hosts import swin as swin_host
+
+spec = importlib.util.spec_from_file_location('helpers', osp.join(osp.dirname(__file__), 'helpers.py'))
+helpers = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(helpers)
 
 SCOPES = ['mmseg', 'mmdet']
 TA4 = dict(type='TokenAdapter', grid=4)
@@ -194,3 +202,22 @@ def test_bias_cache_follows_loaded_weights():
 def test_bad_settings_name_the_parameter(kw, message):
     with pytest.raises(ValueError, match=message):
         build('mmdet', swin_cfg(type='ReducedSwinTransformer', **kw))
+
+
+TINY_REDUCED = sorted(glob.glob(osp.join(helpers.CONFIGS, 'tiny', 'mask2former_tiny_*_*.py')))
+
+
+@pytest.mark.parametrize('config', TINY_REDUCED, ids=[osp.basename(p) for p in TINY_REDUCED])
+def test_tiny_reduced_mask2former_configs(config):
+    """The reduced tiny configs keep the unreduced model's state dict and run a non-divisible batch of 2."""
+    cfg = helpers.load_cfg(config)
+    model = helpers.build_model(cfg)
+    plain = osp.join(osp.dirname(config), osp.basename(config).replace('_expedit', '').replace('_tokenadapter', ''))
+    upstream = helpers.build_model(helpers.load_cfg(plain))
+    assert {k: v.shape for k, v in model.state_dict().items()} == \
+           {k: v.shape for k, v in upstream.state_dict().items()}
+    assert model.backbone.reduction_active
+    with torch.no_grad():
+        feats = model.backbone(torch.randn(2, 3, 75, 99))
+    assert [f.shape[-2:] for f in feats] == [f.shape[-2:] for f in upstream.backbone(torch.randn(2, 3, 75, 99))]
+    assert all(torch.isfinite(f).all() for f in feats)
