@@ -132,7 +132,8 @@ def dense_masked_clustering(x, h, w, locality, iterations, t):
 
 
 @pytest.mark.parametrize('tile', [1, 2, 4, 7])
-@pytest.mark.parametrize('H,W,h,w,lam', [(40, 40, 28, 28, 5), (23, 31, 10, 13, 3), (12, 9, 5, 4, 7)])
+@pytest.mark.parametrize('H,W,h,w,lam', [(40, 40, 28, 28, 5), (23, 31, 10, 13, 3), (12, 9, 5, 4, 7),
+                                         (12, 12, 8, 8, 11), (12, 12, 9, 9, 5)])   # Swin windows: one tile
 def test_local_clustering_equals_dense_masked_reference(H, W, h, w, lam, tile):
     x = torch.randn(2, H, W, 16, dtype=torch.float64)
     local = local_token_clustering(x, h, w, lam, 4, 0.5, tile)[0]

@@ -82,6 +82,8 @@ def _tile_tables(H: int, W: int, h: int, w: int, locality: int, tile: int, devic
     cy_t = cy[:, None, :, None].expand(th, tw, span.numel(), span.numel()).reshape(T, -1)
     cx_t = cx[None, :, None, :].expand(th, tw, span.numel(), span.numel()).reshape(T, -1)
     cand, c_ok = cand.reshape(T, -1), c_ok.reshape(T, -1)
+    used = c_ok.any(0)            # candidate slots outside the grid for every tile (one tile: all but h*w)
+    cand, c_ok, cy_t, cx_t = cand[:, used], c_ok[:, used], cy_t[:, used], cx_t[:, used]
     mask = (((tok_r[:, :, None] - cy_t[:, None, :]).abs() <= r) & ((tok_c[:, :, None] - cx_t[:, None, :]).abs() <= r)
             & c_ok[:, None, :])
     return tok, cand, mask
@@ -105,6 +107,8 @@ def local_token_clustering(x: Tensor, h: int, w: int, locality: int, iterations:
     """
     B, H, W, C = x.shape
     M = h * w
+    if tile + locality - 1 >= max(h, w):
+        tile = max(h, w)      # a tile's window would cover (nearly) the grid: one tile, exactly the h*w centres
     tok, cand, mask = _tile_tables(H, W, h, w, locality, tile, x.device)
     T, S = tok.shape
     L = cand.shape[1]
