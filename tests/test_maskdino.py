@@ -1,9 +1,13 @@
 """MaskDINO port (mmtokred/models/maskdino) against the official implementation's reference outputs.
 
 Fixtures: ../shared/fixtures/maskdino (tiny random models with the Swin-L MaskDINO architecture, official layout;
-see its README). Tolerances: intermediates are stored as fp16 copies of the fp32 values, so features are compared
-with rtol 2e-3 (fp16 rounding is <= 4.9e-4 relative) and an atol of 1e-3 x the tensor's max magnitude; fp32 decoder
-outputs with atol/rtol 1e-4; discrete results exactly (instances aligned by their flat top-k index).
+see its README). Tolerances (observed errors on the generating set-up in brackets): backbone / pixel-decoder features
+are stored as fp16 copies of the fp32 values, so they are compared with rtol 1e-3 (fp16 rounding: <= 4.9e-4
+relative) and atol 1e-4 x the tensor's max magnitude [<= 5.3e-4 relative]; fp32 decoder logits / masks / boxes with
+rtol 1e-5, atol 2e-5 [<= 4.1e-6 abs]; semantic scores atol 5e-6 [9.5e-7]; instance scores atol 1e-6 [2.7e-7] and
+boxes (output pixels) atol 2e-4 [6.1e-5]; discrete results exactly (panoptic ids, segments, classes, top-k indices,
+instance masks [0 px differ]; instances aligned by their flat top-k index), with the README's allowance for
+semantic argmax ties [0 px differ].
 """
 import json
 import os.path as osp
@@ -21,7 +25,7 @@ TINY_CONFIGS = {'panoptic': 'configs/tiny/maskdino_tiny_coco-panoptic.py',
                 'instance': 'configs/tiny/maskdino_tiny_coco-instance.py'}
 FULL_CONFIGS = {'panoptic': 'configs/maskdino_swinl_coco-panoptic.py',
                 'instance': 'configs/maskdino_swinl_coco-instance.py'}
-FP32_TOL = dict(rtol=1e-4, atol=1e-4)
+FP32_TOL = dict(rtol=1e-5, atol=2e-5)
 
 
 def load_cfg(path):
@@ -207,6 +211,9 @@ def tiny(request):
     assert not result.missing_keys and not result.unexpected_keys
     ref = torch.load(fixture_path(f'maskdino_tiny_{variant}_outputs.pt'), weights_only=True)
     ours = []
+    captured = {}
+    hooks = [model.backbone.register_forward_hook(lambda m, a, o: captured.update(backbone=o)),
+             model.panoptic_head.register_forward_hook(lambda m, a, o: captured.update(head=o))]
     with torch.no_grad():
         for inp, out in zip(ref['inputs'], ref['outputs']):
             sample = DetDataSample(metainfo=dict(img_shape=tuple(out['image_size']),
@@ -214,11 +221,11 @@ def tiny(request):
             # LoadImageFromFile gives BGR; the data preprocessor converts to RGB, normalises and pads to 32
             data = model.data_preprocessor(dict(inputs=[inp['image'].flip(0)], data_samples=[sample]), False)
             assert list(data['inputs'].shape[-2:]) == out['padded_size']
-            feats = model.extract_feat(data['inputs'])
-            head = model.panoptic_head(list(feats))
-            results = model.postprocess(head, [s.metainfo for s in data['data_samples']], data['inputs'].shape[-2:])
-            ours.append(dict(backbone=feats, head=head, results=results[0],
-                             samples=model.predict(data['inputs'], data['data_samples'])))
+            samples = model.predict(data['inputs'], data['data_samples'])  # one forward, hooks keep the outputs
+            results = model.postprocess(captured['head'], [s.metainfo for s in samples], data['inputs'].shape[-2:])
+            ours.append(dict(captured, results=results[0], samples=samples))
+    for hook in hooks:
+        hook.remove()
     return variant, model, ref, ours
 
 
@@ -230,7 +237,7 @@ def sub(x, stride):
 
 def assert_close_fp16_copy(ours, ref):
     ref = ref.float()
-    torch.testing.assert_close(ours.float(), ref, rtol=2e-3, atol=1e-3 * ref.abs().max().item())
+    torch.testing.assert_close(ours.float(), ref, rtol=1e-3, atol=1e-4 * ref.abs().max().item())
 
 
 def test_tiny_config_matches_fixture_config(tiny):
@@ -287,7 +294,7 @@ def check_results(mine, ref, variant):
         sem = mine['sem_seg']
         assert list(sem.shape) == ref['sem_seg_shape']
         torch.testing.assert_close(sem[:, ::ref['sem_seg_grid_step'], ::ref['sem_seg_grid_step']],
-                                   ref['sem_seg_grid'], rtol=1e-4, atol=1e-5)
+                                   ref['sem_seg_grid'], rtol=0, atol=5e-6)
         top2 = sem.topk(2, dim=0).values
         differs = sem.argmax(0).to(torch.uint8) != ref['sem_seg_argmax']
         # argmax may only differ where the official top-2 scores are tied to float precision
@@ -304,8 +311,8 @@ def check_results(mine, ref, variant):
     assert torch.equal(inst['flat_index'][order], ref_inst['flat_index'][ref_order])
     assert torch.equal(inst['query_index'][order], ref_inst['query_index'][ref_order])
     assert torch.equal(inst['labels'][order], ref_inst['pred_classes'][ref_order])
-    torch.testing.assert_close(inst['scores'][order], ref_inst['scores'][ref_order], rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(inst['bboxes'][order], ref_inst['pred_boxes'][ref_order], rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(inst['scores'][order], ref_inst['scores'][ref_order], rtol=0, atol=1e-6)
+    torch.testing.assert_close(inst['bboxes'][order], ref_inst['pred_boxes'][ref_order], rtol=0, atol=2e-4)
     height, width = ref_inst['image_size']
     ref_masks = torch.from_numpy(np.unpackbits(ref_inst['query_masks_packed'].numpy(), axis=-1,
                                                count=width).astype(bool))
@@ -346,3 +353,13 @@ def test_predict_packs_mmdet_results(tiny):
                 value = seg['category_id'] + (seg['id'] * INSTANCE_OFFSET if seg['isthing'] else 0)
                 assert bool((pan[ids == seg['id']] == value).all())
             assert torch.equal(sample.pred_sem_seg.sem_seg[0], results['sem_seg'].argmax(0))
+
+
+def test_full_size_backbone_gflops_match_token_adapter_table():
+    """Swin-L backbone of the MaskDINO config at 1152 x 1152: 936.86 GFLOPs (MACs) in Token Adapter Tab. 2.
+    Counted on the meta device (shapes only) with the project's MAC counter."""
+    from mmtokred.analysis.flops import count_model_macs
+    model = build_on_meta(load_cfg(FULL_CONFIGS['panoptic']))
+    counter = count_model_macs(model, torch.zeros(1, 3, 1152, 1152, device='meta'),
+                               forward=lambda m, x: m.extract_feat(x))
+    assert counter.total() / 1e9 == pytest.approx(936.86, rel=0.01)
