@@ -240,6 +240,20 @@ def assert_close_fp16_copy(ours, ref):
     torch.testing.assert_close(ours.float(), ref, rtol=1e-3, atol=1e-4 * ref.abs().max().item())
 
 
+@pytest.mark.parametrize('option, message', [
+    (dict(test_cfg=dict(object_mask_thr=1.5)), r'object_mask_thr must be in \[0, 1\]'),
+    (dict(test_cfg=dict(pano_temp=0)), 'pano_temp must be > 0'),
+    (dict(test_cfg=dict(max_per_image=0)), 'max_per_image must be an integer >= 1'),
+    (dict(test_cfg=dict(topk=100)), 'unknown test_cfg key'),
+    (dict(panoptic_head=dict(initialize_box_type='mask2box')), 'initialize_box_type must be one of'),
+])
+def test_bad_settings_are_refused(option, message):
+    cfg = load_cfg(TINY_CONFIGS['panoptic'])
+    cfg.merge_from_dict(dict(model=option))
+    with pytest.raises(ValueError, match=message):
+        build(cfg)
+
+
 def test_tiny_config_matches_fixture_config(tiny):
     variant, model, _, _ = tiny
     official = json.load(open(fixture_path(f'maskdino_tiny_{variant}_config.json')))

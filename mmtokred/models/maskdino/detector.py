@@ -47,7 +47,26 @@ class MaskDINO(BaseDetector):
         self.test_cfg = dict(semantic_on=False, panoptic_on=False, instance_on=True, object_mask_thr=0.25,
                              overlap_thr=0.8, pano_temp=0.06, transform_eval=True, max_per_image=100,
                              num_things_classes=self.panoptic_head.num_classes)
+        unknown = set(test_cfg or {}) - set(self.test_cfg)
+        if unknown:
+            raise ValueError(f'unknown test_cfg key(s) {sorted(unknown)}; valid: {sorted(self.test_cfg)}')
         self.test_cfg.update(test_cfg or {})
+        self._check_test_cfg()
+
+    def _check_test_cfg(self) -> None:
+        cfg, num_classes = self.test_cfg, self.panoptic_head.num_classes
+        for key in ('object_mask_thr', 'overlap_thr'):
+            if not 0 <= cfg[key] <= 1:
+                raise ValueError(f'test_cfg.{key} must be in [0, 1], got {cfg[key]}')
+        if not cfg['pano_temp'] > 0:
+            raise ValueError(f'test_cfg.pano_temp must be > 0, got {cfg["pano_temp"]}')
+        if not (isinstance(cfg['max_per_image'], int) and cfg['max_per_image'] >= 1):
+            raise ValueError(f'test_cfg.max_per_image must be an integer >= 1, got {cfg["max_per_image"]}')
+        if not 0 <= cfg['num_things_classes'] <= num_classes:
+            raise ValueError(f'test_cfg.num_things_classes must be in [0, {num_classes}], '
+                             f'got {cfg["num_things_classes"]}')
+        if not (cfg['semantic_on'] or cfg['panoptic_on'] or cfg['instance_on']):
+            raise ValueError('test_cfg: at least one of semantic_on, panoptic_on, instance_on must be True')
 
     def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tensor]:
         """Backbone levels, finest first."""
@@ -75,8 +94,8 @@ class MaskDINO(BaseDetector):
             num_classes = self.panoptic_head.num_classes
             if 'panoptic' in result:
                 ids, segments = result['panoptic']
+                # mmdet's encoding only ('segments_info' of a sample is the ground truth CocoPanopticMetric reads)
                 sample.pred_panoptic_seg = PixelData(sem_seg=panoptic_to_mmdet(ids, segments, num_classes)[None])
-                sample.set_field(segments, 'segments_info', field_type='metainfo')
             if 'instances' in result:
                 inst = result['instances']
                 sample.pred_instances = InstanceData(bboxes=inst['bboxes'], labels=inst['labels'],
