@@ -377,3 +377,33 @@ def test_full_size_backbone_gflops_match_token_adapter_table():
     counter = count_model_macs(model, torch.zeros(1, 3, 1152, 1152, device='meta'),
                                forward=lambda m, x: m.extract_feat(x))
     assert counter.total() / 1e9 == pytest.approx(936.86, rel=0.01)
+
+
+def test_batch_of_two_equals_single_images(tiny):
+    """The head runs batched (gathers, 'bitmask' boxes per image): a batch of two equals the images alone."""
+    variant, model, _, _ = tiny
+    if variant != 'instance':
+        pytest.skip('one variant suffices; the instance one also covers the bitmask initialisation')
+    torch.manual_seed(0)
+    images = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        batched = model._forward(images)
+        singles = [model._forward(images[i:i + 1]) for i in range(2)]
+    for i, single in enumerate(singles):
+        assert torch.equal(batched['topk_index'][i], single['topk_index'][0])
+        for name in ('pred_logits', 'pred_boxes', 'pred_masks'):
+            torch.testing.assert_close(batched[name][i], single[name][0], **FP32_TOL, msg=name)
+
+
+@needs_fixtures
+def test_converter_tool_writes_a_loadable_checkpoint(tmp_path):
+    import importlib.util as iu
+    spec = iu.spec_from_file_location('maskdino2mmdet', osp.join(ROOT, 'tools', 'model_converters',
+                                                                 'maskdino2mmdet.py'))
+    tool = iu.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = tmp_path / 'converted.pth'
+    tool.main([fixture_path('maskdino_tiny_instance.pth'), str(out)])
+    state = torch.load(out, weights_only=True)['state_dict']
+    model = build_on_meta(load_cfg(TINY_CONFIGS['instance']))
+    assert {k: tuple(v.shape) for k, v in state.items()} == {k: tuple(v.shape) for k, v in model.state_dict().items()}
