@@ -74,21 +74,20 @@ class MaskDINOHead(BaseModule):
 
     Args:
         num_classes: classes (133 COCO panoptic, 80 COCO instance).
+        pixel_decoder: config of :class:`MaskDINOPixelDecoder`.
+        decoder: config of the decoder (``num_layers``, ``layer_cfg``; ``post_norm_cfg=None``).
         num_queries: selected queries. Default 300.
         hidden_dim: decoder width; must equal the pixel decoder's ``feat_channels`` (the official Swin-L configs'
             identity decoder input projection). Default 256.
         mask_dim: mask-embedding width (pixel decoder ``out_channels``). Default 256.
         initialize_box_type: ``'no'`` (boxes from the two-stage head) or ``'bitmask'`` (from the intermediate
             masks: the mask-enhanced instance model). Default ``'no'``.
-        pixel_decoder: config of :class:`MaskDINOPixelDecoder`.
-        decoder: config of the decoder (``num_layers``, ``layer_cfg``; ``post_norm_cfg=None``).
     """
 
     BOX_INIT_TYPES = ('no', 'bitmask')
 
-    def __init__(self, num_classes: int, num_queries: int = 300, hidden_dim: int = 256, mask_dim: int = 256,
-                 initialize_box_type: str = 'no', pixel_decoder: dict = None, decoder: dict = None,
-                 init_cfg=None) -> None:
+    def __init__(self, num_classes: int, pixel_decoder: dict, decoder: dict, num_queries: int = 300,
+                 hidden_dim: int = 256, mask_dim: int = 256, initialize_box_type: str = 'no', init_cfg=None) -> None:
         super().__init__(init_cfg=init_cfg)
         if initialize_box_type not in self.BOX_INIT_TYPES:
             raise ValueError(f'initialize_box_type must be one of {self.BOX_INIT_TYPES}, got {initialize_box_type!r}')

@@ -31,19 +31,18 @@ class MaskDINOPixelDecoder(BaseModule):
 
     Args:
         in_channels: channels of the backbone levels, finest first, e.g. ``(192, 384, 768, 1536)``.
+        encoder: config of ``DeformableDetrTransformerEncoder`` (its attention must have
+            ``num_levels = len(in_channels) + num_extra_levels``).
+        positional_encoding: config of ``SinePositionalEncoding`` (``num_feats = feat_channels // 2``).
         feat_channels: encoder width (official ``CONVS_DIM``). Default 256.
         out_channels: channels of the mask features (official ``MASK_DIM``). Default 256.
         num_extra_levels: strided levels added after the coarsest backbone level
             (official ``TOTAL_NUM_FEATURE_LEVELS - NUM_FEATURE_LEVELS``). Default 1.
         num_groups: GroupNorm groups. Default 32.
-        encoder: config of ``DeformableDetrTransformerEncoder`` (its attention must have
-            ``num_levels = len(in_channels) + num_extra_levels``).
-        positional_encoding: config of ``SinePositionalEncoding`` (``num_feats = feat_channels // 2``).
     """
 
-    def __init__(self, in_channels: Sequence[int], feat_channels: int = 256, out_channels: int = 256,
-                 num_extra_levels: int = 1, num_groups: int = 32, encoder: dict = None,
-                 positional_encoding: dict = None, init_cfg=None) -> None:
+    def __init__(self, in_channels: Sequence[int], encoder: dict, positional_encoding: dict, feat_channels: int = 256,
+                 out_channels: int = 256, num_extra_levels: int = 1, num_groups: int = 32, init_cfg=None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.num_levels = len(in_channels) + num_extra_levels
         levels_in_attention = encoder['layer_cfg']['self_attn_cfg'].get('num_levels')
@@ -59,7 +58,7 @@ class MaskDINOPixelDecoder(BaseModule):
             extra_in = feat_channels
         self.input_convs = nn.ModuleList(convs)
         self.encoder = DeformableDetrTransformerEncoder(**encoder)
-        self.postional_encoding = SinePositionalEncoding(**positional_encoding)
+        self.positional_encoding = SinePositionalEncoding(**positional_encoding)
         self.level_encoding = nn.Embedding(self.num_levels, feat_channels)
         self.lateral_convs = nn.ModuleList(
             [ConvModule(in_channels[0], feat_channels, 1, bias=False, norm_cfg=norm_cfg, act_cfg=None)])
@@ -86,7 +85,7 @@ class MaskDINOPixelDecoder(BaseModule):
         for level, src in enumerate(srcs):
             h, w = src.shape[-2:]
             no_padding = src.new_zeros((batch, h, w), dtype=torch.bool)
-            pos = self.postional_encoding(no_padding).flatten(2).transpose(1, 2)
+            pos = self.positional_encoding(no_padding).flatten(2).transpose(1, 2)
             query_pos.append(pos + self.level_encoding.weight[level].view(1, 1, -1))
             queries.append(src.flatten(2).transpose(1, 2))
             shapes.append((h, w))
