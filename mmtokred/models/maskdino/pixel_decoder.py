@@ -16,8 +16,9 @@ class MaskDINOPixelDecoder(BaseModule):
     """Multi-scale deformable encoder + FPN level of MaskDINO (inference path of the official ``MaskDINOEncoder``).
 
     Levels, in the order the encoder sees them (the official ``FEATURE_ORDER='low2high'`` after its reversal):
-    the backbone levels finest first (stride 4, 8, 16, 32 for Swin), then ``num_extra_levels`` levels made by a
-    3x3/s2 conv + GN, the first on the raw coarsest backbone feature (stride 64). Each level is projected by a
+    the backbone levels finest first (stride 4, 8, 16, 32 for Swin), then ``num_extra_levels`` levels made by
+    chained 3x3/s2 conv + GN, the first on the raw coarsest backbone feature (stride 64), appended coarsest first as
+    the official code does (only matters for more than one extra level). Each level is projected by a
     conv + GN(32) (1x1 with bias for backbone levels), gets a normalised sine position (``SinePositionalEncoding``
     with ``offset=0, eps=1e-6``; MaskDINO computes it from the feature shape, no padding mask) plus a learnt level
     embedding, and the levels go through mmdet's ``DeformableDetrTransformerEncoder`` (post-norm layers, mmcv
@@ -76,10 +77,10 @@ class MaskDINOPixelDecoder(BaseModule):
         """
         feats = [f.float() for f in feats]  # MaskDINO runs its pixel decoder in fp32 (autocast disabled)
         srcs = [conv(f) for conv, f in zip(self.input_convs, feats)]
-        extra = feats[-1]
+        extras = [feats[-1]]
         for conv in self.input_convs[len(feats):]:
-            extra = conv(extra)
-            srcs.append(extra)
+            extras.append(conv(extras[-1]))
+        srcs += extras[:0:-1]  # the official encoder appends the extra levels coarsest first (one level: stride 64)
         batch = srcs[0].shape[0]
         queries, query_pos, shapes = [], [], []
         for level, src in enumerate(srcs):
