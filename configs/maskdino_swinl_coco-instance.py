@@ -7,3 +7,7 @@ _base_ = ['./_base_/models/maskdino_swinl.py', 'mmdet::_base_/datasets/coco_inst
           'mmdet::_base_/default_runtime.py']
 model = dict(panoptic_head=dict(num_classes=80, initialize_box_type='bitmask'),
              test_cfg=dict(semantic_on=False, panoptic_on=False, instance_on=True))
+# inference only (the MaskDINO port has no training path): test / val loops, no train loop
+train_dataloader = None
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')

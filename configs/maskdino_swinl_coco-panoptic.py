@@ -12,3 +12,7 @@ val_evaluator = [
     dict(type='CocoMetric', ann_file=data_root + 'annotations/instances_val2017.json', metric=['bbox', 'segm']),
 ]
 test_evaluator = val_evaluator
+# inference only (the MaskDINO port has no training path): test / val loops, no train loop
+train_dataloader = None
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')

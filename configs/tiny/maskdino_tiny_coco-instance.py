@@ -15,3 +15,7 @@ val_dataloader = dict(num_workers=0, persistent_workers=False,
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
 test_evaluator = val_evaluator
+# inference only (the MaskDINO port has no training path): test / val loops, no train loop
+train_dataloader = None
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
