@@ -119,7 +119,8 @@ def official_maskdino_shapes(swin_dim, depths, heads, window, hidden, enc_ffn, d
     for n in range(dec_layers):
         d = f'{pr}decoder.layers.{n}.'
         shapes.update(msda(d + 'cross_attn.') | norm(d + 'norm1') | norm(d + 'norm2') | norm(d + 'norm3')
-                      | {d + 'self_attn.in_proj_weight': (3 * hidden, hidden), d + 'self_attn.in_proj_bias': (3 * hidden, )}
+                      | {d + 'self_attn.in_proj_weight': (3 * hidden, hidden),
+                         d + 'self_attn.in_proj_bias': (3 * hidden, )}
                       | linear(d + 'self_attn.out_proj', hidden, hidden) | linear(d + 'linear1', dec_ffn, hidden)
                       | linear(d + 'linear2', hidden, dec_ffn))
     for box in ['_bbox_embed'] + [f'bbox_embed.{n}' for n in range(dec_layers)] + [

@@ -1,30 +1,27 @@
 """Official MaskDINO (detectron2) checkpoint -> mmdet state dict of :class:`MaskDINO` (this package).
 
-Key mapping (official -> mmdet), see ``../shared/research/maskdino-port.md`` for the official layout:
+Key mapping (official -> mmdet), see ``../shared/research/maskdino-port.md`` for the official layout
+(``PD`` = ``sem_seg_head.pixel_decoder.``, ``PR`` = ``sem_seg_head.predictor.``, ``H`` = ``panoptic_head.``):
 
-=================================================================  =====================================================
-``backbone.*``                                                      ``backbone.*`` through mmdet's Swin rules
-                                                                    (``swin_converter``: stages, w_msa, ffn, unfold order
-                                                                    of the patch-merging reduction/norm)
-``sem_seg_head.pixel_decoder.input_proj.l.{0,1}``                   ``panoptic_head.pixel_decoder.input_convs.l.{conv,gn}``
-``...pixel_decoder.transformer.level_embed``                        ``...pixel_decoder.level_encoding.weight``
-``...pixel_decoder.transformer.encoder.layers.n.self_attn.*``      ``...pixel_decoder.encoder.layers.n.self_attn.*``
-``...encoder.layers.n.{linear1,linear2,norm1,norm2}``               ``...{ffn.layers.0.0,ffn.layers.1,norms.0,norms.1}``
-``...pixel_decoder.adapter_i / layer_i`` (conv + ``.norm``)         ``...lateral_convs.i-1 / output_convs.i-1.{conv,gn}``
-``...pixel_decoder.mask_features``                                  ``...pixel_decoder.mask_feature``
-``sem_seg_head.predictor.{enc_output,enc_output_norm}``          ``panoptic_head.{memory_trans_fc,memory_trans_norm}``
-``sem_seg_head.predictor.{class_embed,mask_embed}``                ``panoptic_head.{class_embed,mask_embed}``
-``...predictor.decoder.layers.n.self_attn.{in_proj_*,out_proj}``   ``panoptic_head.decoder.layers.n.self_attn.attn.*``
-``...predictor.decoder.layers.n.{norm2,norm1,norm3}``               ``...decoder.layers.n.norms.{0,1,2}`` (execution order)
-``...predictor.decoder.layers.n.{cross_attn,linear1,linear2}``      ``...decoder.layers.n.{cross_attn,ffn.layers.0.0,
-                                                                    ffn.layers.1}``
-``...predictor.decoder.ref_point_head``                             ``panoptic_head.decoder.ref_point_head``
-``...predictor.decoder_norm`` = ``...predictor.decoder.norm``       ``panoptic_head.decoder.norm`` (one tensor)
-``...predictor._bbox_embed`` = ``bbox_embed.i`` =                   ``panoptic_head.bbox_embed`` (one tensor: the box MLP
-``decoder.bbox_embed.i``                                            is shared by the encoder and every decoder layer)
-``...predictor.label_enc``, ``criterion.*``, ``pixel_mean/std``     dropped (denoising / loss only; the mean and std live
-                                                                    in the data preprocessor)
-=================================================================  =====================================================
+* ``backbone.*`` -> ``backbone.*`` through mmdet's Swin rules (``swin_converter``: stages, w_msa, ffn, unfold order
+  of the patch-merging reduction / norm);
+* ``PD input_proj.l.{0,1}`` -> ``H pixel_decoder.input_convs.l.{conv,gn}``;
+  ``PD transformer.level_embed`` -> ``H pixel_decoder.level_encoding.weight``;
+* ``PD transformer.encoder.layers.n.{self_attn.*,linear1,linear2,norm1,norm2}`` ->
+  ``H pixel_decoder.encoder.layers.n.{self_attn.*,ffn.layers.0.0,ffn.layers.1,norms.0,norms.1}``;
+* ``PD adapter_i / layer_i`` (conv, ``.norm``) -> ``H pixel_decoder.lateral_convs.i-1 / output_convs.i-1.{conv,gn}``;
+  ``PD mask_features`` -> ``H pixel_decoder.mask_feature``;
+* ``PR enc_output / enc_output_norm`` -> ``H memory_trans_fc / memory_trans_norm`` (mmdet's DINO names);
+  ``PR class_embed / mask_embed`` -> ``H class_embed / mask_embed``;
+* ``PR decoder.layers.n.self_attn.{in_proj_*,out_proj}`` -> ``H decoder.layers.n.self_attn.attn.*``;
+  ``PR decoder.layers.n.{norm2,norm1,norm3}`` -> ``H decoder.layers.n.norms.{0,1,2}`` (execution order);
+  ``PR decoder.layers.n.{cross_attn,linear1,linear2}`` -> ``H decoder.layers.n.{cross_attn,ffn.layers.0.0,
+  ffn.layers.1}``; ``PR decoder.ref_point_head`` -> ``H decoder.ref_point_head``;
+* one tensor under several names: ``PR decoder_norm`` = ``PR decoder.norm`` -> ``H decoder.norm``;
+  ``PR _bbox_embed`` = ``PR bbox_embed.i`` = ``PR decoder.bbox_embed.i`` -> ``H bbox_embed`` (the box MLP is shared
+  by the encoder head and every decoder layer);
+* dropped: ``PR label_enc`` (denoising), ``criterion.*`` (loss), ``pixel_mean`` / ``pixel_std`` (in the data
+  preprocessor).
 
 A tensor stored under several names must hold the same values under each name; a checkpoint of another layout (a
 Mask2Former checkpoint, a truncated file without a head) is refused with the missing and unexpected keys named.
@@ -58,8 +55,10 @@ RULES: List[Tuple[str, str]] = [
     (PD + r'transformer\.level_embed$', OUT_PD + 'level_encoding.weight'),
     (PD + r'transformer\.encoder\.layers\.(\d+)\.self_attn\.(\w+)\.(weight|bias)$',
      OUT_PD + r'encoder.layers.\1.self_attn.\2.\3'),
-    (PD + r'transformer\.encoder\.layers\.(\d+)\.linear1\.(weight|bias)$', OUT_PD + r'encoder.layers.\1.ffn.layers.0.0.\2'),
-    (PD + r'transformer\.encoder\.layers\.(\d+)\.linear2\.(weight|bias)$', OUT_PD + r'encoder.layers.\1.ffn.layers.1.\2'),
+    (PD + r'transformer\.encoder\.layers\.(\d+)\.linear1\.(weight|bias)$',
+     OUT_PD + r'encoder.layers.\1.ffn.layers.0.0.\2'),
+    (PD + r'transformer\.encoder\.layers\.(\d+)\.linear2\.(weight|bias)$',
+     OUT_PD + r'encoder.layers.\1.ffn.layers.1.\2'),
     (PD + r'transformer\.encoder\.layers\.(\d+)\.norm1\.(weight|bias)$', OUT_PD + r'encoder.layers.\1.norms.0.\2'),
     (PD + r'transformer\.encoder\.layers\.(\d+)\.norm2\.(weight|bias)$', OUT_PD + r'encoder.layers.\1.norms.1.\2'),
     (PD + r'mask_features\.(weight|bias)$', OUT_PD + r'mask_feature.\1'),
@@ -67,7 +66,8 @@ RULES: List[Tuple[str, str]] = [
     (PR + r'enc_output_norm\.(weight|bias)$', OUT_HEAD + r'memory_trans_norm.\1'),
     (PR + r'class_embed\.(weight|bias)$', OUT_HEAD + r'class_embed.\1'),
     (PR + r'mask_embed\.layers\.(\d+)\.(weight|bias)$', OUT_HEAD + r'mask_embed.layers.\1.\2'),
-    (PR + r'decoder\.layers\.(\d+)\.cross_attn\.(\w+)\.(weight|bias)$', OUT_HEAD + r'decoder.layers.\1.cross_attn.\2.\3'),
+    (PR + r'decoder\.layers\.(\d+)\.cross_attn\.(\w+)\.(weight|bias)$',
+     OUT_HEAD + r'decoder.layers.\1.cross_attn.\2.\3'),
     (PR + r'decoder\.layers\.(\d+)\.self_attn\.in_proj_(weight|bias)$',
      OUT_HEAD + r'decoder.layers.\1.self_attn.attn.in_proj_\2'),
     (PR + r'decoder\.layers\.(\d+)\.self_attn\.out_proj\.(weight|bias)$',
@@ -78,7 +78,8 @@ RULES: List[Tuple[str, str]] = [
     (PR + r'decoder\.layers\.(\d+)\.norm3\.(weight|bias)$', OUT_HEAD + r'decoder.layers.\1.norms.2.\2'),
     (PR + r'decoder\.layers\.(\d+)\.linear1\.(weight|bias)$', OUT_HEAD + r'decoder.layers.\1.ffn.layers.0.0.\2'),
     (PR + r'decoder\.layers\.(\d+)\.linear2\.(weight|bias)$', OUT_HEAD + r'decoder.layers.\1.ffn.layers.1.\2'),
-    (PR + r'decoder\.ref_point_head\.layers\.(\d+)\.(weight|bias)$', OUT_HEAD + r'decoder.ref_point_head.layers.\1.\2'),
+    (PR + r'decoder\.ref_point_head\.layers\.(\d+)\.(weight|bias)$',
+     OUT_HEAD + r'decoder.ref_point_head.layers.\1.\2'),
     # tensors stored under several names: all collapse onto one mmdet key (values checked equal)
     (PR + r'(?:decoder_norm|decoder\.norm)\.(weight|bias)$', OUT_HEAD + r'decoder.norm.\1'),
     (PR + r'(?:_bbox_embed|bbox_embed\.\d+|decoder\.bbox_embed\.\d+)\.layers\.(\d+)\.(weight|bias)$',

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from mmdet.models.detectors.base import BaseDetector
 from mmdet.registry import MODELS
-from mmdet.structures import DetDataSample, OptSampleList, SampleList
+from mmdet.structures import OptSampleList, SampleList
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from mmengine.structures import InstanceData, PixelData
 from torch import Tensor
