@@ -408,3 +408,19 @@ def test_converter_tool_writes_a_loadable_checkpoint(tmp_path):
     state = torch.load(out, weights_only=True)['state_dict']
     model = build_on_meta(load_cfg(TINY_CONFIGS['instance']))
     assert {k: tuple(v.shape) for k, v in state.items()} == {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def test_pixel_decoder_ignores_autocast(tiny):
+    """Like the official encoder, the pixel decoder runs in fp32 under mixed precision."""
+    variant, model, _, _ = tiny
+    if variant != 'panoptic':
+        pytest.skip('same pixel decoder in both variants')
+    torch.manual_seed(0)
+    with torch.no_grad():
+        feats = list(model.extract_feat(torch.randn(1, 3, 64, 96)))
+        plain = model.panoptic_head.pixel_decoder(feats)
+        with torch.autocast(device_type='cpu', dtype=torch.bfloat16):
+            mixed = model.panoptic_head.pixel_decoder(feats)
+    for ours, ref in zip([mixed[0]] + mixed[1], [plain[0]] + plain[1]):
+        assert ours.dtype == torch.float32
+        torch.testing.assert_close(ours, ref, rtol=0, atol=0)

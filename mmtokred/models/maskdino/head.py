@@ -18,8 +18,9 @@ class MaskDINOTransformerDecoder(DinoTransformerDecoder):
 
     Same layers (self-attention -> norm, deformable cross-attention -> norm, FFN -> norm), query position
     ``ref_point_head(sine(ref))`` with sine order (y, x, w, h) and the box refinement on the un-normed layer output.
-    Differences, following MaskDINO: the inverse sigmoid of the reference uses eps 1e-5 (mmdet 1e-3), and the sine
-    embedding has ``embed_dims // 2`` features per coordinate (mmdet hard-codes 128, the same at width 256).
+    Differences, following MaskDINO: the inverse sigmoid of the reference uses eps 1e-5 (mmdet 1e-3), the sine
+    embedding has ``embed_dims // 2`` features per coordinate (mmdet hard-codes 128, the same at width 256), and the
+    layers run with autocast disabled.
     """
 
     def forward(self, query: Tensor, value: Tensor, reference_points: Tensor, spatial_shapes: Tensor,
@@ -38,9 +39,11 @@ class MaskDINOTransformerDecoder(DinoTransformerDecoder):
         for layer in self.layers:
             reference_input = reference_points[:, :, None] * torch.cat([valid_ratios, valid_ratios], -1)[:, None]
             sine = coordinate_to_encoding(reference_input[:, :, 0, :], num_feats=self.embed_dims // 2)
-            query = layer(query, query_pos=self.ref_point_head(sine), value=value, key_padding_mask=None,
-                          self_attn_mask=None, spatial_shapes=spatial_shapes, level_start_index=level_start_index,
-                          valid_ratios=valid_ratios, reference_points=reference_input, **kwargs)
+            query_pos = self.ref_point_head(sine)
+            with torch.autocast(device_type=query.device.type, enabled=False):  # as the official decoder layer
+                query = layer(query, query_pos=query_pos, value=value, key_padding_mask=None, self_attn_mask=None,
+                              spatial_shapes=spatial_shapes, level_start_index=level_start_index,
+                              valid_ratios=valid_ratios, reference_points=reference_input, **kwargs)
             new_reference = (reg_branch(query) + inverse_sigmoid(reference_points, MASKDINO_INVERSE_SIGMOID_EPS)
                              ).sigmoid()
             reference_points = new_reference.detach()

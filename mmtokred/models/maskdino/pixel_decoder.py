@@ -75,7 +75,11 @@ class MaskDINOPixelDecoder(BaseModule):
             mask_features (B, out_channels, H_0, W_0) and the encoder outputs per level, finest first (stride 4, 8,
             16, 32, 64 for Swin), each (B, feat_channels, h_l, w_l).
         """
-        feats = [f.float() for f in feats]  # MaskDINO runs its pixel decoder in fp32 (autocast disabled)
+        # MaskDINO runs its pixel decoder in fp32 with autocast disabled (deformable attention needs fp32)
+        with torch.autocast(device_type=feats[0].device.type, enabled=False):
+            return self._forward([f.float() for f in feats])
+
+    def _forward(self, feats: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
         srcs = [conv(f) for conv, f in zip(self.input_convs, feats)]
         extras = [feats[-1]]
         for conv in self.input_convs[len(feats):]:
