@@ -204,7 +204,18 @@ def test_bad_settings_name_the_parameter(kw, message):
         build('mmdet', swin_cfg(type='ReducedSwinTransformer', **kw))
 
 
-TINY_REDUCED = sorted(glob.glob(osp.join(helpers.CONFIGS, 'tiny', 'mask2former_tiny_*_*.py')))
+TINY_REDUCED = sorted(glob.glob(osp.join(helpers.CONFIGS, 'tiny', 'mask2former_tiny_*_*.py'))
+                      + glob.glob(osp.join(helpers.CONFIGS, 'tiny', 'maskdino_tiny_*_*.py')))
+FULL_REDUCED = sorted(glob.glob(osp.join(helpers.CONFIGS, 'maskdino_swinl_*_*.py')))   # Mask2Former's: test_mask2former
+
+
+@pytest.mark.parametrize('config', FULL_REDUCED, ids=[osp.basename(p) for p in FULL_REDUCED])
+def test_full_size_reduced_maskdino_state_dict_is_upstream(config):
+    cfg = helpers.load_cfg(config)
+    model = helpers.build_model_on_meta(cfg)
+    plain = helpers.build_model_on_meta(helpers.load_cfg(config.replace('_expedit', '').replace('_tokenadapter', '')))
+    assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in plain.state_dict().items()}
+    assert type(model.backbone).__name__ == 'ReducedSwinTransformer' and model.backbone.reduction_active
 
 
 @pytest.mark.parametrize('config', TINY_REDUCED, ids=[osp.basename(p) for p in TINY_REDUCED])
