@@ -148,6 +148,13 @@ def test_get_flops_mmdet_whole_model_and_backbone(capsys):
         swin_macs((96, 128), 32, [2, 2, 2, 2], 7)
 
 
+def test_get_flops_mmseg_mask2former(capsys):
+    """mmseg's tensor mode does not pass data samples to the decode head, which Mask2Former's needs."""
+    counter = tool('get_flops').main([osp.join(ROOT, 'configs', 'tiny', 'mask2former_tiny_ade.py')])
+    assert counter.by_op[('decode head / neck', 'MultiScaleDeformableAttention')] > 0
+    assert counter.by_phase()['backbone: before reduction'] == swin_macs((64, 64), 32, [2, 2, 2, 2], 7)
+
+
 def test_benchmark_mmdet_backbone_only(capsys):
     rows = tool('benchmark').main([TINY_PANOPTIC, '--backbone-only', '--shape', '64', '96', '--repeat-times', '2',
                                    '--warmup', '0', '--no-progress'])
