@@ -75,6 +75,8 @@ def tensor_forward(model, inputs: torch.Tensor):
 
 def backbone_forward(model, inputs: torch.Tensor):
     """The backbone alone (the papers' Swin FLOPs / FPS protocol)."""
+    if getattr(model, 'backbone', None) is None:
+        raise ValueError(f'backbone-only mode needs a model with a .backbone; {type(model).__name__} has none')
     return model.backbone(inputs)
 
 
