@@ -62,6 +62,10 @@ def test_instance_config_is_the_panoptic_architecture_with_80_classes(tmp_path_f
     cfg = helpers.load_cfg('configs/mask2former_swinl_coco-instance.py')
     assert cfg.test_dataloader.dataset.type == 'CocoDataset' and cfg.model.test_cfg.panoptic_on is False
     assert cfg.test_evaluator.type == 'CocoMetric' and set(cfg.test_evaluator.metric) == {'bbox', 'segm'}
+    pan_cfg = helpers.load_cfg('configs/mask2former_swinl_coco-panoptic.py')   # trained like the panoptic model
+    for key in ('train_cfg', 'param_scheduler', 'optim_wrapper'):
+        assert cfg[key] == pan_cfg[key], key
+    assert cfg.model.backbone == pan_cfg.model.backbone
 
 
 def test_panoptic_config_reports_pq_and_mask_ap():
