@@ -159,6 +159,14 @@ def test_get_flops_mmseg_mask2former(capsys):
     assert counter.by_phase()['backbone: before reduction'] == swin_macs((64, 64), 32, [2, 2, 2, 2], 7)
 
 
+def test_backbone_only_needs_a_backbone():
+    from mmtokred.analysis.models import backbone_forward
+    with pytest.raises(ValueError, match='backbone-only mode needs a model with a .backbone; Linear'):
+        backbone_forward(torch.nn.Linear(3, 3), torch.zeros(1, 3))
+    with pytest.raises(SystemExit):   # argparse: --backbone-only times a synthetic input
+        tool('benchmark').parse_args([TINY_PANOPTIC, '--backbone-only', '--dataset'])
+
+
 def test_benchmark_mmdet_backbone_only(capsys):
     rows = tool('benchmark').main([TINY_PANOPTIC, '--backbone-only', '--shape', '64', '96', '--repeat-times', '2',
                                    '--warmup', '0', '--no-progress'])
