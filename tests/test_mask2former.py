@@ -62,6 +62,10 @@ def test_instance_config_is_the_panoptic_architecture_with_80_classes(tmp_path_f
     cfg = helpers.load_cfg('configs/mask2former_swinl_coco-instance.py')
     assert cfg.test_dataloader.dataset.type == 'CocoDataset' and cfg.model.test_cfg.panoptic_on is False
     assert cfg.test_evaluator.type == 'CocoMetric' and set(cfg.test_evaluator.metric) == {'bbox', 'segm'}
+    pan_cfg = helpers.load_cfg('configs/mask2former_swinl_coco-panoptic.py')   # trained like the panoptic model
+    for key in ('train_cfg', 'param_scheduler', 'optim_wrapper'):
+        assert cfg[key] == pan_cfg[key], key
+    assert cfg.model.backbone == pan_cfg.model.backbone
 
 
 def test_panoptic_config_reports_pq_and_mask_ap():
@@ -76,7 +80,7 @@ def test_panoptic_config_reports_pq_and_mask_ap():
 def swin_macs(hw, embed, depths, window, patch=4, mlp_ratio=4):
     """Analytic MACs of a Swin backbone: patch embedding conv; per block qkv + proj on the window-padded tokens,
     QK^T and AV per window, the MLP; PatchMerging's 4C -> 2C linear. (Element-wise ops: not counted.)"""
-    h, w = hw[0] // patch, hw[1] // patch
+    h, w = -(-hw[0] // patch), -(-hw[1] // patch)   # the patch embedding pads the image to the patch size
     c = embed
     total = h * w * c * 3 * patch * patch
     for stage, depth in enumerate(depths):
@@ -90,7 +94,7 @@ def swin_macs(hw, embed, depths, window, patch=4, mlp_ratio=4):
     return total
 
 
-@pytest.mark.parametrize('hw', [(1152, 1152), (800, 1216)])
+@pytest.mark.parametrize('hw', [(1152, 1152), (800, 1216), (640, 853)])
 def test_swin_l_backbone_macs(hw):
     """The papers' protocol (backbone only, 1152 x 1152): 937 GFLOPs (Expediting, Token Adapter; fvcore also
     counts the norms, +1.5 G). Counted on the meta device: shapes only."""
@@ -146,6 +150,21 @@ def test_get_flops_mmdet_whole_model_and_backbone(capsys):
     assert set(backbone.by_phase()) == {'backbone: before reduction'}
     assert backbone.total() == whole.by_phase()['backbone: before reduction'] == \
         swin_macs((96, 128), 32, [2, 2, 2, 2], 7)
+
+
+def test_get_flops_mmseg_mask2former(capsys):
+    """mmseg's tensor mode does not pass data samples to the decode head, which Mask2Former's needs."""
+    counter = tool('get_flops').main([osp.join(ROOT, 'configs', 'tiny', 'mask2former_tiny_ade.py')])
+    assert counter.by_op[('decode head / neck', 'MultiScaleDeformableAttention')] > 0
+    assert counter.by_phase()['backbone: before reduction'] == swin_macs((64, 64), 32, [2, 2, 2, 2], 7)
+
+
+def test_backbone_only_needs_a_backbone():
+    from mmtokred.analysis.models import backbone_forward
+    with pytest.raises(ValueError, match='backbone-only mode needs a model with a .backbone; Linear'):
+        backbone_forward(torch.nn.Linear(3, 3), torch.zeros(1, 3))
+    with pytest.raises(SystemExit):   # argparse: --backbone-only times a synthetic input
+        tool('benchmark').parse_args([TINY_PANOPTIC, '--backbone-only', '--dataset'])
 
 
 def test_benchmark_mmdet_backbone_only(capsys):

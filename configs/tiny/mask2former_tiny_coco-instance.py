@@ -1,6 +1,7 @@
 # A tiny Mask2Former (./tiny_mask2former_model.py) on the architecture of ../mask2former_swinl_coco-instance.py, on
 # the instance annotations of a tiny generated COCO dataset (the real 80 categories): CI. Box / mask AP.
-# Make the data with: python tools/dataset_converters/make_tiny_coco.py data/tiny_coco
+# Make the data with: python tools/dataset_converters/make_tiny_coco.py data/tiny_coco, and run the tools from the
+# directory that holds data/ (the evaluators read the annotation files through data_root as well).
 _base_ = ['../mask2former_swinl_coco-instance.py', './tiny_mask2former_model.py']
 data_root = 'data/tiny_coco/'
 model = dict(backbone={{_base_.tiny_swin}}, panoptic_head={{_base_.tiny_mask2former_head}})

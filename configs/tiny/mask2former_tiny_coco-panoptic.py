@@ -1,6 +1,7 @@
 # A tiny Mask2Former (./tiny_mask2former_model.py) on the architecture of ../mask2former_swinl_coco-panoptic.py, on a
 # tiny generated COCO panoptic dataset (the real 133 categories): CI. PQ + box / mask AP, as the full-size config.
-# Make the data with: python tools/dataset_converters/make_tiny_coco.py data/tiny_coco
+# Make the data with: python tools/dataset_converters/make_tiny_coco.py data/tiny_coco, and run the tools from the
+# directory that holds data/ (the evaluators read the annotation files through data_root as well).
 _base_ = ['../mask2former_swinl_coco-panoptic.py', './tiny_mask2former_model.py']
 data_root = 'data/tiny_coco/'
 model = dict(backbone={{_base_.tiny_swin}}, panoptic_head={{_base_.tiny_mask2former_head}})

@@ -1,4 +1,5 @@
 """Building models from configs and running their tensor forward, shared by the analysis tools."""
+import inspect
 import os.path as osp
 from typing import Optional, Sequence, Tuple
 
@@ -63,11 +64,19 @@ def synthetic_data_samples(model, inputs: torch.Tensor):
 def tensor_forward(model, inputs: torch.Tensor):
     """The model's tensor forward: backbone + neck + head (mmseg: restored logits; Mask2Former: class and mask
     predictions of every decoder layer), no post-processing (panoptic fusion, resizing to the image)."""
-    return model(inputs, synthetic_data_samples(model, inputs), mode='tensor')
+    samples = synthetic_data_samples(model, inputs)
+    head = getattr(model, 'decode_head', None)
+    if head is not None and len(inspect.signature(head.forward).parameters) > 1:
+        # mmseg's EncoderDecoder._forward calls decode_head.forward(x) without the data samples that a Mask2Former
+        # head needs (upstream tensor mode raises a TypeError for it): call the head with them
+        return head.forward(model.extract_feat(inputs), samples)
+    return model(inputs, samples, mode='tensor')
 
 
 def backbone_forward(model, inputs: torch.Tensor):
     """The backbone alone (the papers' Swin FLOPs / FPS protocol)."""
+    if getattr(model, 'backbone', None) is None:
+        raise ValueError(f'backbone-only mode needs a model with a .backbone; {type(model).__name__} has none')
     return model.backbone(inputs)
 
 
