@@ -1,6 +1,6 @@
 """Count the GFLOPs (MACs, the papers' convention) of a model, per component.
 
-    python tools/analysis_tools/get_flops.py CONFIG [--shape H W] [--cfg-options k=v ...]
+    python tools/analysis_tools/get_flops.py CONFIG [--shape H W | --shape S] [--cfg-options k=v ...] [--debug]
 
 Counts attention (explicit or SDPA) and every reduction op; see ``mmtokred/analysis/flops.py`` for the formula of
 each counted op. The input is one image of the given shape (default: the config's test crop).
@@ -13,25 +13,29 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
+    from mmtokred.utils.cli import add_cfg_options_arg, add_debug_arg, add_shape_arg
     p = argparse.ArgumentParser(description='Count GFLOPs (MACs) per component')
     p.add_argument('config')
-    p.add_argument('--shape', type=int, nargs='+', help='input H W (or one number for a square input)')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction)
+    add_shape_arg(p)
+    add_cfg_options_arg(p)
+    add_debug_arg(p)
     return p.parse_args(argv)
 
 
-def measure(config, shape=None, cfg_options=None):
+def measure(config, shape=None, cfg_options=None, progress=False):
     """Returns (shape, counter) for one image."""
     import torch
 
     from mmtokred.analysis.flops import count_model_macs
     from mmtokred.analysis.models import build_model, input_shape, load_config, tensor_forward
+    from mmtokred.analysis.timing import stage
     cfg = load_config(config, cfg_options)
     hw = input_shape(cfg, shape)
-    model = build_model(cfg)
+    with stage(f'building {osp.basename(config)}', progress):
+        model = build_model(cfg)
     x = torch.zeros(1, 3, *hw)
-    return hw, count_model_macs(model, x, tensor_forward)
+    with stage(f'counting one {hw[0]}x{hw[1]} forward', progress):
+        return hw, count_model_macs(model, x, tensor_forward)
 
 
 def format_table(counter):
@@ -49,11 +53,12 @@ def format_table(counter):
 
 def main(argv=None):
     args = parse_args(argv)
-    hw, counter = measure(args.config, args.shape, args.cfg_options)
+    hw, counter = measure(args.config, args.shape, args.cfg_options, progress=True)
     print(f'{args.config} @ {hw[0]}x{hw[1]} (GFLOPs = 1e9 multiply-accumulates)')
     print(format_table(counter))
     return counter
 
 
 if __name__ == '__main__':
-    main()
+    from mmtokred.utils import run_cli
+    sys.exit(run_cli(main))
