@@ -97,6 +97,11 @@ def tiny_ta_cfg():
     return helpers.load_cfg(TINY_TA)
 
 
+@pytest.fixture(scope='module')
+def tiny_cfg():
+    return helpers.load_cfg(TINY)
+
+
 @pytest.mark.parametrize('options,expected', [
     ({'model.backbone.reducer.r_h': 1.5}, 'model.backbone: r_h must be a number in [0.0, 1.0), got 1.5'),
     ({'model.backbone.reducer.type': 'TokenAdaptor'},
@@ -161,10 +166,10 @@ def test_shape_argument_errors(shape, message, capsys):
     assert capsys.readouterr().err.strip().endswith(f'error: {message}')
 
 
-def test_shape_function_errors():
+def test_shape_function_errors(tiny_cfg):
     from mmtokred.analysis.models import input_shape
     from mmtokred.utils import InputError
-    cfg = helpers.load_cfg(TINY)
+    cfg = tiny_cfg
     assert input_shape(cfg, [64]) == (64, 64) and input_shape(cfg, [64, 32]) == (64, 32)
     with pytest.raises(InputError, match='got 3 numbers'):
         input_shape(cfg, [96, 96, 96])
@@ -207,11 +212,11 @@ def test_sweep_names_the_bad_point(tiny, tmp_path):
     (dict(reducer=dict(type='EViT', keep_rate=0.7), reduce_after_layer=-1), ValueError,
      'reduce_after_layer=-1 (before the first layer) has none'),
 ])
-def test_failed_insert_leaves_the_model_untouched(kwargs, error, message):
+def test_failed_insert_leaves_the_model_untouched(kwargs, error, message, tiny_cfg):
     from mmseg.models.backbones import VisionTransformer
 
     import mmtokred
-    model = helpers.build_model(helpers.load_cfg(TINY))
+    model = helpers.build_model(tiny_cfg)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.randn(1, 3, 96, 96)
     with torch.no_grad():
@@ -255,28 +260,25 @@ def test_analysis_tools_load_strictly_with_the_same_message(tiny):
     assert str(exc.value) == f'{other} {MISMATCH} (strict=False loads the matching weights anyway)'
 
 
-def test_show_dir_saves_every_image_and_no_strict_relaxes(tiny, capsys):
+def test_hook_via_cfg_options_show_dir_and_no_strict(tiny, monkeypatch):
+    """One run of tools/test.py on 3 images with three options, each checked: the TokenReductionHook given through
+    --cfg-options (as its docstring says; it used to end in RecursionError) inserts the reduction, --show-dir
+    saves a picture of every image (upstream: every 50th), --no-strict loads the fitting part of a checkpoint."""
     data, _, other, tmp = tiny
-    show = tmp / 'show'
-    metrics = tool('test.py').main([TINY_TA, other, '--no-strict', '--work-dir', str(tmp / 'show_wd'),
-                                    '--show-dir', str(show), '--cfg-options', data_opt(data)])
-    assert 'mIoU' in metrics
-    pictures = [f for _, _, files in os.walk(show) for f in files if f.endswith('.png')]
-    assert len(pictures) == 3
-
-
-def test_hook_through_cfg_options_reduces(tiny, capsys, monkeypatch):
-    """The hook given on the command line (as its docstring says) inserts the reduction: the test run goes
-    through the reducer."""
-    data, ckpt, _, tmp = tiny
     from mmtokred.reducers import TokenAdapter
     calls = []
     upstream = TokenAdapter.reduce
     monkeypatch.setattr(TokenAdapter, 'reduce', lambda self, *a: calls.append(1) or upstream(self, *a))
-    tool('test.py').main([TINY, ckpt, '--work-dir', str(tmp / 'hook'), '--cfg-options', data_opt(data),
-                          'custom_hooks=[dict(type=TokenReductionHook,reducer=dict(type=TokenAdapter,r_h=0.3,'
-                          'r_w=0.3),reduce_after_layer=1)]'])
-    assert len(calls) >= 3   # every test image (slide inference: one call per crop)
+    show = tmp / 'show'
+    metrics = tool('test.py').main([
+        TINY, other, '--no-strict', '--work-dir', str(tmp / 'show_wd'), '--show-dir', str(show),
+        '--cfg-options', data_opt(data),
+        'custom_hooks=[dict(type=TokenReductionHook,reducer=dict(type=TokenAdapter,r_h=0.3,r_w=0.3),'
+        'reduce_after_layer=1)]'])
+    assert 'mIoU' in metrics
+    assert len(calls) >= 3   # every test image went through the reducer (slide inference: once per crop)
+    pictures = sorted(f for _, _, files in os.walk(show) for f in files if f.endswith('.png'))
+    assert len(pictures) == 3 and all(f'ADE_valid_0000000{i}' in p for i, p in enumerate(pictures))
 
 
 def test_quickstart_runs_quietly(tmp_path):
@@ -323,7 +325,7 @@ def test_benchmark_warns_on_an_implausible_speedup(monkeypatch, capsys):
     tool('analysis_tools/benchmark.py').main([TINY, '--compare', TINY_TA, '--repeat-times', '3', '--no-progress',
                                               '--num-threads', '1'])
     out = capsys.readouterr().out
-    assert 'timed input: 96x96; 1 torch threads on' in out
+    assert 'timed input: 96x96; spread (IQR / median) 0.0-0.0%; 1 torch threads on' in out
     assert 'WARNING: segmenter_tiny_tokenadapter_ade: speed-up 13.80x at a' in out and 'is implausible' in out
 
 

@@ -17,14 +17,13 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, osp.join(ROOT, 'tools', 'dataset_converters'))
 sys.path.insert(0, osp.join(ROOT, 'tools', 'analysis_tools'))
 
-from mmtokred.utils.cli import add_debug_arg, add_num_threads_arg  # noqa: E402
-
 CHECKPOINT = osp.join(ROOT, 'checkpoints', 'demo_segmenter_scenes.pth')
 BASE = osp.join(ROOT, 'configs', 'demo', 'segmenter_scenes.py')
 REDUCED = osp.join(ROOT, 'configs', 'demo', 'segmenter_scenes_tokenadapter.py')
 
 
 def main(argv=None):
+    from mmtokred.utils.cli import add_debug_arg, add_num_threads_arg
     p = argparse.ArgumentParser(description='mmtokred demo')
     p.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs', 'demo'))
     p.add_argument('--repeat-times', type=int, default=30)
@@ -88,5 +87,6 @@ def _forward(model, x, tensor_forward):
 
 
 if __name__ == '__main__':
+    print('mmtokred demo: loading torch and OpenMMLab ...', file=sys.stderr, flush=True)   # ~10 s, silent otherwise
     from mmtokred.utils import run_cli
     sys.exit(run_cli(main))

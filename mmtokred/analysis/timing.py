@@ -190,7 +190,9 @@ def timing_warnings(rows: Sequence[dict], load: Optional[MachineLoad] = None) ->
 def report_timing(rows: Sequence[dict], load: Optional[MachineLoad], shape, stream=None) -> List[str]:
     """Print the timing conditions (input shape, machine load) and every warning; returns the warnings."""
     stream = stream or sys.stdout
-    print(f'timed input: {shape[0]}x{shape[1]}' + (f'; {load.describe()}' if load else ''), file=stream)
+    spreads = [r['iqr_pct'] for r in rows if 'iqr_pct' in r]
+    spread = f'; spread (IQR / median) {min(spreads):.1f}-{max(spreads):.1f}%' if spreads else ''
+    print(f'timed input: {shape[0]}x{shape[1]}{spread}' + (f'; {load.describe()}' if load else ''), file=stream)
     found = timing_warnings(rows, load)
     for w in found:
         print(f'WARNING: {w}', file=stream)

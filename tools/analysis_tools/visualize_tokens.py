@@ -216,13 +216,20 @@ def visualize(image, config, checkpoint=None, out=DEFAULT_OUT, device='cpu', cfg
         prediction = result.pred_sem_seg.data[0].cpu().numpy()
         with reduction_off(model.backbone):
             unreduced = inference_model(model, image).pred_sem_seg.data[0].cpu().numpy()
-    meta = getattr(model, 'dataset_meta', None) or {}
+    meta = getattr(model, 'dataset_meta', None) or dataset_metainfo(model.cfg)
     pal = meta.get('palette')
     if pal is None and prediction is not None:
         pal = palette(int(max(prediction.max(), unreduced.max())) + 1)
     return render(np.ascontiguousarray(rgb), panels, prediction, pal, patch, out,
                   title=f'{osp.basename(config)}: {type(model.backbone.token_reducer).__name__}',
                   unreduced=unreduced, classes=meta.get('classes'))
+
+
+def dataset_metainfo(cfg) -> dict:
+    """classes / palette of the config's test dataset class (for a checkpoint without ``dataset_meta``)."""
+    from mmseg.registry import DATASETS
+    dataset_cls = DATASETS.get((cfg.get('test_dataloader') or {}).get('dataset', {}).get('type', ''))
+    return dict(getattr(dataset_cls, 'METAINFO', {}) or {})
 
 
 def main(argv=None):
