@@ -109,8 +109,10 @@ def insert_token_reduction(model, reducer, reduce_after_layer: int, restore_afte
 @HOOKS.register_module()
 class TokenReductionHook(Hook):
     """Speed up an unmodified upstream config: ``custom_hooks = [dict(type='TokenReductionHook', reducer=...,
-    reduce_after_layer=9, restore_site='head')]`` (or through ``--cfg-options``). Inserts the reduction before the
-    run starts; arguments as :func:`insert_token_reduction`."""
+    reduce_after_layer=9, restore_site='head')]``, or with our tools through ``--cfg-options
+    custom_hooks="[dict(type=TokenReductionHook,reducer=dict(type=ToMe,ratio=0.5),reduce_after_layer=9)]"``
+    (mmengine's own DictAction cannot read ``dict(...)`` values). Inserts the reduction before the run starts;
+    arguments as :func:`insert_token_reduction` (the tools check them before the Runner starts)."""
 
     priority = 'VERY_HIGH'
 
