@@ -257,7 +257,12 @@ def test_analysis_tools_load_strictly_with_the_same_message(tiny):
     _, _, other, _ = tiny
     with pytest.raises(CheckpointMismatch) as exc:
         build_model(helpers.load_cfg(TINY_TA), other)
-    assert str(exc.value) == f'{other} {MISMATCH} (strict=False loads the matching weights anyway)'
+    assert str(exc.value) == f'{other} {MISMATCH} (the analysis tools need the checkpoint of this very config)'
+    model = helpers.build_model(helpers.load_cfg(TINY))
+    from mmtokred.utils import load_trusted_checkpoint
+    with pytest.raises(CheckpointMismatch, match=r'\(strict=False loads the matching weights anyway\)$'):
+        load_trusted_checkpoint(model, other)
+    load_trusted_checkpoint(model, other, strict=False)   # relaxed in Python: the fitting weights load
 
 
 def test_hook_via_cfg_options_show_dir_and_no_strict(tiny, monkeypatch):

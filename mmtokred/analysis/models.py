@@ -22,7 +22,8 @@ def build_model(cfg, checkpoint: Optional[str] = None, device: str = 'cpu'):
         from ..utils import load_trusted_checkpoint
         from ..utils.cli import check_file
         check_file(checkpoint, 'checkpoint')
-        load_trusted_checkpoint(model, checkpoint, strict=True)
+        load_trusted_checkpoint(model, checkpoint, strict=True,
+                                remedy='the analysis tools need the checkpoint of this very config')
     model.to(device)
     model.eval()
     return model

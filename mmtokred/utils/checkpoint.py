@@ -54,28 +54,35 @@ def checkpoint_state_dict(ckpt):
     return ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
 
 
-def check_checkpoint_fits(model, ckpt, filename: str = 'the checkpoint', relax_hint: str = 'strict=False'):
+RELAX_IN_PYTHON = 'strict=False loads the matching weights anyway'
+
+
+def check_checkpoint_fits(model, ckpt, filename: str = 'the checkpoint', remedy: str = RELAX_IN_PYTHON):
     """Raise :class:`CheckpointMismatch` (one line) unless ``ckpt`` (a loaded checkpoint dict or state dict) fits
-    ``model`` exactly. ``relax_hint`` says how the caller loads a partial checkpoint anyway."""
+    ``model`` exactly. ``remedy`` ends the message: what the caller can do."""
     problem = state_dict_mismatch(model.state_dict(), checkpoint_state_dict(ckpt))
     if problem:
         raise CheckpointMismatch(f'{filename} does not fit this model: {problem}. Is it the checkpoint of '
-                                 f'another model or dataset? ({relax_hint} loads the matching weights anyway)')
+                                 f'another model or dataset? ({remedy})')
 
 
-def load_trusted_checkpoint(model, filename, map_location='cpu', strict=True):
+def load_trusted_checkpoint(model, filename, map_location='cpu', strict=True, remedy: str = RELAX_IN_PYTHON):
     """Load a trusted checkpoint into ``model`` (strict by default: any missing, unexpected or mismatched key is a
-    one-line :class:`CheckpointMismatch`). Returns the checkpoint dict."""
+    one-line :class:`CheckpointMismatch` ending with ``remedy``). Returns the checkpoint dict."""
     import torch
     ckpt = torch.load(filename, map_location=map_location, weights_only=False)
     if strict:
-        check_checkpoint_fits(model, ckpt, filename)
+        check_checkpoint_fits(model, ckpt, filename, remedy)
     state = {MODULE_PREFIX.sub('', k): v for k, v in checkpoint_state_dict(ckpt).items()}
+    if not strict:   # the fitting weights only (torch refuses shape mismatches even when not strict)
+        own = model.state_dict()
+        state = {k: v for k, v in state.items() if k not in own or tuple(v.shape) == tuple(own[k].shape)}
     model.load_state_dict(state, strict=strict)
     return ckpt
 
 
-def load_into_runner(runner, filename: str, strict: bool = True, relax_hint: str = '--no-strict'):
+def load_into_runner(runner, filename: str, strict: bool = True,
+                     remedy: str = '--no-strict loads the matching weights anyway'):
     """Load ``filename`` into an mmengine Runner's model now (before the test loop builds its dataloader), strictly
     unless ``strict=False`` (then mmengine's partial loading with its warning). The runner then skips its own
     ``load_from``."""
@@ -88,7 +95,7 @@ def load_into_runner(runner, filename: str, strict: bool = True, relax_hint: str
 
     class StrictCheck(Hook):
         def after_load_checkpoint(self, runner, checkpoint):   # called before the weights are copied
-            check_checkpoint_fits(model, checkpoint, filename, relax_hint)
+            check_checkpoint_fits(model, checkpoint, filename, remedy)
 
     if strict:
         runner.register_hook(StrictCheck(), 'HIGHEST')
