@@ -59,7 +59,8 @@ def data_opt(data):
 # early one-line errors (before the Runner: no config dump, no model, no dataset)
 # ---------------------------------------------------------------------------------------------------------------
 EARLY_FIX = '(make the data, see the README, or set --cfg-options test_dataloader.dataset.data_root=DIR)'
-LAYER_RANGE = 'must be an integer (or a list of integers) in [-1, 3] for this 4-layer backbone (-1: before the first layer)'
+LAYER_RANGE = ('must be an integer (or a list of integers) in [-1, 3] for this 4-layer backbone (-1: before the first '
+               'layer)')
 
 
 @pytest.mark.parametrize('case', ['missing checkpoint', 'float layer', 'empty folder', 'hook layer'])
@@ -112,7 +113,8 @@ def tiny_cfg():
     ({'model.backbone.restore_site': 'head'},
      "model.type: restore_site='head' needs a segmentor that restores the head output "
      "(TokenReductionEncoderDecoder), got 'EncoderDecoder'"),
-    ({'model.backbone.reducer': dict(type='EViT', keep_rate=0.7, _delete_=True), 'model.backbone.with_cls_token': False},
+    ({'model.backbone.reducer': dict(type='EViT', keep_rate=0.7, _delete_=True),
+      'model.backbone.with_cls_token': False},
      'model.backbone: EViT ranks tokens by cls attention: this backbone has no cls token (with_cls_token=False)'),
     ({'custom_hooks': [dict(type='TokenReductionHook', reducer=dict(type='ToMe'), reduce_after_layer=1, ratio=2)]},
      "custom_hooks[0] (TokenReductionHook): unknown arguments ['ratio']; valid: reducer, reduce_after_layer, "

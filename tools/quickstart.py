@@ -1,7 +1,7 @@
 """A first smoke test in one command (``make quickstart``; CI runs it too): makes a tiny ADE20K-format dataset and
 a checkpoint of the tiny 4-layer Segmenter (random weights, seeded), then runs ``tools/test.py`` (in this process,
-with the arguments it prints) with the Token Adapter on it, as a user would run it on a real model. Takes well under a minute on a laptop CPU; the
-printed mIoU is that of random weights (a smoke test, not a result).
+with the arguments it prints) with the Token Adapter on it, as a user would run it on a real model. Takes well
+under a minute on a laptop CPU; the printed mIoU is that of random weights (a smoke test, not a result).
 
     python tools/quickstart.py [--work-dir work_dirs/quickstart]
 

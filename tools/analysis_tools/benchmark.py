@@ -98,7 +98,8 @@ def benchmark(configs, shape=None, batch_size=1, repeat=20, warmup=3, dtype=None
         s = summarize(times[config])
         speedup = base['median'] / s['median']
         flops_ratio = macs[configs[0]] / macs[config]
-        row = dict(config=config, name=config_name(config), gflops=macs[config] / 1e9, median_ms=1e3 * s['median'], iqr_pct=s['iqr_pct'],
+        row = dict(config=config, name=config_name(config), gflops=macs[config] / 1e9, median_ms=1e3 * s['median'],
+                   iqr_pct=s['iqr_pct'],
                    fps=batch_size / s['median'], speedup=speedup, flops_ratio=flops_ratio,
                    efficiency=speedup / flops_ratio)
         if phase_repeat:
@@ -156,7 +157,8 @@ def main(argv=None):
     dtype = torch.float16 if args.fp16 else torch.bfloat16 if args.bf16 else None
     configs = [args.config] + args.compare
     rows, load, hw = benchmark(configs, args.shape, args.batch_size, args.repeat_times, args.warmup, dtype,
-                               args.device, args.dataset, args.checkpoint, args.cfg_options, args.phase_repeat, not args.no_progress)
+                               args.device, args.dataset, args.checkpoint, args.cfg_options, args.phase_repeat,
+                               not args.no_progress)
     prec = 'fp16' if args.fp16 else 'bf16' if args.bf16 else 'fp32'
     print(f'\n{machine_name(args.device)}; batch {args.batch_size}; {prec}; {args.repeat_times} interleaved runs '
           f'after {args.warmup} warm-up; {date.today().isoformat()}')
