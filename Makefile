@@ -1,7 +1,7 @@
 # The two set-up commands of the README. Both build .venv first (quick when it is already there).
 PY := .venv/bin/python
 
-.PHONY: env demo test
+.PHONY: env demo test quickstart
 env:
 	bash tools/setup_env.sh
 
@@ -10,3 +10,7 @@ demo: env
 
 test: env
 	$(PY) -m pytest -q tests
+
+# one-command smoke test: tiny data + tiny checkpoint + tools/test.py (seconds, no download)
+quickstart: env
+	$(PY) tools/quickstart.py

@@ -2,11 +2,14 @@
 
 ``import mmtokred`` registers the reducers, the host adapters (backbones, segmentors, hooks), the datasets and the
 ported models (MaskDINO, in mmdet's registry) in the OpenMMLab registries. ``mmtokred.reducers`` alone needs
-nothing but PyTorch.
+nothing but PyTorch. The known import-time warnings of OpenMMLab (``mmtokred.utils.warnings``) are silenced during
+this import only.
 """
 from .reducers import REDUCERS, Reduction, TokenReducer, build_reducer  # noqa: F401
+from .utils.warnings import quiet_imports
 from .version import __version__  # noqa: F401
 
-from . import datasets, engine, hosts, models  # noqa: F401,E402  (registers into the OpenMMLab registries)
+with quiet_imports():
+    from . import datasets, engine, hosts, models  # noqa: F401,E402  (registers into the OpenMMLab registries)
 from .hosts import (ReducedVisionTransformer, TokenReductionEncoderDecoder, TokenReductionHook,  # noqa: F401,E402
                     insert_token_reduction)

@@ -3,7 +3,11 @@
 Same arguments as the upstream ``tools/test.py`` of mmseg 1.x / mmdet 3.x:
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out DIR] [--show] [--show-dir DIR]
-        [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi] [--tta]
+        [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi] [--tta] [--no-strict] [--debug]
+
+Before the Runner starts, the config's reduction settings, the checkpoint path and the test data folders are
+checked; an error is one line (``--debug``: the traceback). The checkpoint must fit the model exactly
+(``--no-strict``: load the matching weights, as upstream does). ``--show-dir`` saves every image.
 """
 import argparse
 import os
@@ -13,7 +17,9 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a clone without installing
 
 import mmtokred  # noqa: E402,F401  (registers reducers, hosts, datasets)
-from mmtokred.utils import allow_trusted_checkpoints, prepare_config  # noqa: E402
+from mmtokred.utils import allow_trusted_checkpoints, load_into_runner, prepare_config, run_cli  # noqa: E402
+from mmtokred.utils.cli import (add_cfg_options_arg, add_debug_arg, check_dataset_folders, check_file,  # noqa: E402
+                                drop_training)
 
 
 def parse_args(argv=None):
@@ -25,20 +31,17 @@ def parse_args(argv=None):
     parser.add_argument('--show', action='store_true', help='show prediction results')
     parser.add_argument('--show-dir', help='directory where painted predictions are saved')
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
-    parser.add_argument('--cfg-options', nargs='+', action=_dict_action(), default=None,
-                        help='override config settings, key=value (e.g. model.backbone.reducer.r_h=0.2)')
+    add_cfg_options_arg(parser)
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
                         help='job launcher')
     parser.add_argument('--tta', action='store_true', help='test time augmentation')
+    parser.add_argument('--no-strict', action='store_true',
+                        help='load a checkpoint that does not fit the model exactly (the matching weights only)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_debug_arg(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
-
-
-def _dict_action():
-    from mmengine.config import DictAction
-    return DictAction
 
 
 def enable_visualization(cfg, args):
@@ -50,10 +53,14 @@ def enable_visualization(cfg, args):
         hooks.visualization['show'] = True
         hooks.visualization['wait_time'] = args.wait_time
     if args.show_dir:
+        hooks.visualization['interval'] = 1     # upstream draws every 50th image: nothing on a small test set
         if cfg.get('default_scope') == 'mmdet':
             hooks.visualization['test_out_dir'] = args.show_dir
         else:
             cfg.visualizer['save_dir'] = args.show_dir
+            # unnamed: the Runner names it after the run, so an earlier run in this process (its 'visualizer'
+            # instance, with its own save_dir) is not reused
+            cfg.visualizer.pop('name', None)
     return cfg
 
 
@@ -62,7 +69,10 @@ def main(argv=None):
 
     args = parse_args(argv)
     allow_trusted_checkpoints()
+    check_file(args.checkpoint, 'checkpoint')
     cfg = prepare_config(args.config, args.cfg_options, args.launcher, args.work_dir)
+    check_dataset_folders(cfg, ['test_dataloader'])
+    drop_training(cfg)
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         cfg = enable_visualization(cfg, args)
@@ -82,8 +92,9 @@ def main(argv=None):
             cfg.test_evaluator['output_dir'] = args.out
             cfg.test_evaluator['keep_results'] = True
     runner = Runner.from_cfg(cfg)
+    load_into_runner(runner, args.checkpoint, strict=not args.no_strict)
     return runner.test()
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_cli(main))

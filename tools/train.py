@@ -14,11 +14,11 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import mmtokred  # noqa: E402,F401
-from mmtokred.utils import allow_trusted_checkpoints, prepare_config  # noqa: E402
+from mmtokred.utils import allow_trusted_checkpoints, prepare_config, run_cli  # noqa: E402
+from mmtokred.utils.cli import add_cfg_options_arg, add_debug_arg, check_dataset_folders, check_file  # noqa: E402
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
     parser = argparse.ArgumentParser(description='Train a segmentor / detector')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
@@ -26,9 +26,10 @@ def parse_args(argv=None):
                         help='resume from this checkpoint, or from the latest one in the work dir if no path is given')
     parser.add_argument('--amp', action='store_true', default=False,
                         help='mixed precision: float16 with loss scaling on a GPU, bfloat16 autocast on a CPU')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings, key=value')
+    add_cfg_options_arg(parser)
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_debug_arg(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
@@ -39,7 +40,11 @@ def main(argv=None):
 
     args = parse_args(argv)
     allow_trusted_checkpoints()
+    if args.resume not in (None, 'auto'):
+        check_file(args.resume, '--resume checkpoint')
     cfg = prepare_config(args.config, args.cfg_options, args.launcher, args.work_dir)
+    check_file(cfg.get('load_from'), 'load_from')
+    check_dataset_folders(cfg, [k for k in ('train_dataloader', 'val_dataloader') if cfg.get(k)])
     if args.amp:
         import torch
         if torch.cuda.is_available():
@@ -59,4 +64,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_cli(main))

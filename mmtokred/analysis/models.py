@@ -7,11 +7,9 @@ import torch
 
 
 def load_config(config: str, cfg_options: Optional[dict] = None):
-    from mmengine.config import Config
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    return cfg
+    """The config with ``cfg_options`` merged, its reduction settings checked (one-line errors)."""
+    from ..utils.cli import load_checked_config
+    return load_checked_config(config, cfg_options)
 
 
 def build_model(cfg, checkpoint: Optional[str] = None, device: str = 'cpu'):
@@ -23,7 +21,10 @@ def build_model(cfg, checkpoint: Optional[str] = None, device: str = 'cpu'):
     model = MODELS.build(cfg.model)
     if checkpoint:
         from ..utils import load_trusted_checkpoint
-        load_trusted_checkpoint(model, checkpoint, strict=True)
+        from ..utils.cli import check_file
+        check_file(checkpoint, 'checkpoint')
+        load_trusted_checkpoint(model, checkpoint, strict=True,
+                                remedy='the analysis tools need the checkpoint of this very config')
     model.to(device)
     model.eval()
     return model
@@ -32,7 +33,8 @@ def build_model(cfg, checkpoint: Optional[str] = None, device: str = 'cpu'):
 def input_shape(cfg, shape: Optional[Sequence[int]] = None) -> Tuple[int, int]:
     """(H, W): the given shape, else the test crop size, else the data-preprocessor size."""
     if shape:
-        return (shape[0], shape[0]) if len(shape) == 1 else (shape[0], shape[1])
+        from ..utils.cli import parse_shape
+        return parse_shape(shape)
     crop = cfg.model.get('test_cfg', {}).get('crop_size') or cfg.model.get('data_preprocessor', {}).get('size')
     if crop is None:
         raise ValueError('no --shape given and the config has neither test_cfg.crop_size nor data_preprocessor.size')

@@ -1,8 +1,9 @@
 """Host adapters: thin wrappers that run an upstream model's layers around a reducer."""
-from .segmentor import TokenReductionEncoderDecoder, TokenReductionHook, attach_head_restore, insert_token_reduction
+from .segmentor import (TokenReductionEncoderDecoder, TokenReductionHook, attach_head_restore, insert_token_reduction,
+                        validate_reduction)
 from .swin import REDUCED_SWIN, WindowReductionMixin
 from .vit import ReducedVisionTransformer, configure_reduction
 
 __all__ = ['ReducedVisionTransformer', 'TokenReductionEncoderDecoder', 'TokenReductionHook',
-           'insert_token_reduction', 'attach_head_restore', 'configure_reduction', 'REDUCED_SWIN',
-           'WindowReductionMixin']
+           'insert_token_reduction', 'attach_head_restore', 'configure_reduction', 'validate_reduction',
+           'REDUCED_SWIN', 'WindowReductionMixin']

@@ -1,6 +1,7 @@
 """Wiring a reduction into whole models: a segmentor type for configs, a function and an mmengine hook for models
 that were built from unmodified upstream configs."""
 import weakref
+from types import SimpleNamespace
 
 import torch.nn.functional as F
 from typing import Optional
@@ -71,11 +72,21 @@ class TokenReductionEncoderDecoder(EncoderDecoder):
         return super().extract_feat(inputs)
 
 
+def validate_reduction(depth: int, reducer, reduce_after_layer, restore_after_layer: Optional[int] = None,
+                       restore_site: str = 'backbone', with_cls_token: bool = True):
+    """Check reduction settings for a ``depth``-layer ViT without touching any model: runs
+    :func:`configure_reduction` (the one validator) on a stand-in that has only what it reads. Returns the built
+    reducer (None when ``reducer`` is None); raises ValueError / TypeError / KeyError naming the parameter."""
+    stand_in = SimpleNamespace(layers=[None] * depth, with_cls_token=with_cls_token)
+    return configure_reduction(stand_in, reducer, reduce_after_layer, restore_after_layer, restore_site).token_reducer
+
+
 def insert_token_reduction(model, reducer, reduce_after_layer: int, restore_after_layer: Optional[int] = None,
                            restore_site: str = 'backbone'):
     """Insert a reduction into an already-built mmseg segmentor (or a bare ViT backbone), in place.
 
-    Parameters and buffers are untouched, so checkpoints load before or after. Returns the model.
+    Every setting is validated before the model is changed: on an error the model is left as it was. Parameters
+    and buffers are untouched, so checkpoints load before or after. Returns the model.
     """
     if is_model_wrapper(model):
         model = model.module
@@ -85,6 +96,8 @@ def insert_token_reduction(model, reducer, reduce_after_layer: int, restore_afte
                         'hosts: mmseg VisionTransformer (Segmenter, DPT)')
     if restore_site == 'head' and not hasattr(model, 'decode_head'):
         raise ValueError("restore_site='head' needs a segmentor with a decode_head, got a bare backbone")
+    reducer = validate_reduction(len(backbone.layers), reducer, reduce_after_layer, restore_after_layer,
+                                 restore_site, backbone.with_cls_token)
     if type(backbone) is VisionTransformer:
         backbone.__class__ = ReducedVisionTransformer
     configure_reduction(backbone, reducer, reduce_after_layer, restore_after_layer, restore_site)
@@ -96,8 +109,10 @@ def insert_token_reduction(model, reducer, reduce_after_layer: int, restore_afte
 @HOOKS.register_module()
 class TokenReductionHook(Hook):
     """Speed up an unmodified upstream config: ``custom_hooks = [dict(type='TokenReductionHook', reducer=...,
-    reduce_after_layer=9, restore_site='head')]`` (or through ``--cfg-options``). Inserts the reduction before the
-    run starts; arguments as :func:`insert_token_reduction`."""
+    reduce_after_layer=9, restore_site='head')]``, or with our tools through ``--cfg-options
+    custom_hooks="[dict(type=TokenReductionHook,reducer=dict(type=ToMe,ratio=0.5),reduce_after_layer=9)]"``
+    (mmengine's own DictAction cannot read ``dict(...)`` values). Inserts the reduction before the run starts;
+    arguments as :func:`insert_token_reduction` (the tools check them before the Runner starts)."""
 
     priority = 'VERY_HIGH'
 

@@ -38,7 +38,7 @@ RESTORE_SITES = ('backbone', 'head')
 
 
 def _as_sites(value, depth) -> List[int]:
-    sites = [value] if isinstance(value, int) and not isinstance(value, bool) else list(value)
+    sites = list(value) if isinstance(value, (list, tuple)) else [value]   # a float / str is reported, not iterated
     for s in sites:
         if not isinstance(s, int) or isinstance(s, bool) or not -1 <= s < depth:
             raise ValueError(f'reduce_after_layer must be an integer (or a list of integers) in [-1, {depth - 1}] '

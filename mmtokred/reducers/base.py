@@ -10,7 +10,7 @@ Extra tokens (cls, registers) never enter a reducer: hosts split them off and re
 This module and the algorithm files import nothing from OpenMMLab.
 """
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +30,9 @@ def build_reducer(cfg):
     """Build a reducer from ``dict(type='TokenAdapter', ...)`` (or return a built one unchanged)."""
     if cfg is None or isinstance(cfg, TokenReducer):
         return cfg
+    if not isinstance(cfg, Mapping):
+        raise TypeError(f"reducer must be a dict such as dict(type='TokenAdapter', r_h=0.3), a built TokenReducer or "
+                        f'None, got {type(cfg).__name__} {cfg!r}; registered types: {sorted(REDUCERS)}')
     cfg = dict(cfg)
     name = cfg.pop('type', None)
     if name not in REDUCERS:

@@ -2,6 +2,7 @@
 
     python tools/analysis_tools/benchmark.py CONFIG [--compare CONFIG2 ...] [--shape H W] [--batch-size N]
         [--repeat-times N] [--warmup N] [--fp16 | --bf16] [--device cpu|cuda] [--dataset] [--backbone-only]
+        [--num-threads N]
         [--cfg-options ...]
 
 Synthetic input by default (one random batch, the same for every config); ``--dataset`` times ``test_step`` on
@@ -11,7 +12,8 @@ table gives the median time, the spread (IQR as % of the median), images/s, the 
 its GFLOPs ratio and the efficiency speed-up / GFLOPs-ratio. ``--phase-repeat N`` also reports the share of the
 time spent in the reduction ops themselves (measured in separate, synchronised runs). mmseg and mmdet models alike;
 ``--backbone-only`` times (and counts) the backbone alone, on 1152 x 1152 unless ``--shape`` is given: the papers'
-Swin protocol.
+Swin protocol. The input shape, the CPU used by other processes during the timing, and warnings (loaded machine,
+large spread, a speed-up implausible for its GFLOPs ratio) are printed with the table.
 """
 import argparse
 import os.path as osp
@@ -23,12 +25,12 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
+    from mmtokred.utils.cli import add_cfg_options_arg, add_debug_arg, add_num_threads_arg, add_shape_arg
     p = argparse.ArgumentParser(description='Benchmark model-only throughput')
     p.add_argument('config')
     p.add_argument('--compare', nargs='+', default=[], help='more configs, timed interleaved with the first')
     p.add_argument('--checkpoint', help='optional checkpoint (the same for every config)')
-    p.add_argument('--shape', type=int, nargs='+', help='input H W (default: the config test crop)')
+    add_shape_arg(p)
     p.add_argument('--batch-size', type=int, default=1)
     p.add_argument('--repeat-times', type=int, default=20, help='timed runs per config')
     p.add_argument('--warmup', type=int, default=3, help='untimed runs per config first')
@@ -40,9 +42,10 @@ def parse_args(argv=None):
     p.add_argument('--backbone-only', action='store_true',
                    help='time the backbone alone (default shape 1152 x 1152, the papers\' Swin protocol)')
     p.add_argument('--phase-repeat', type=int, default=0, help='runs for the reduction-op time share (0: skip)')
-    p.add_argument('--num-threads', type=int, help='torch CPU threads')
+    add_num_threads_arg(p)
     p.add_argument('--no-progress', action='store_true')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, help='applied to every config')
+    add_cfg_options_arg(p, '; applied to every config')
+    add_debug_arg(p)
     args = p.parse_args(argv)
     if args.backbone_only and args.dataset:
         p.error('--backbone-only times a synthetic input: it cannot be combined with --dataset')
@@ -68,23 +71,28 @@ def machine_name(device):
 
 def benchmark(configs, shape=None, batch_size=1, repeat=20, warmup=3, dtype=None, device='cpu', dataset=False,
               checkpoint=None, cfg_options=None, phase_repeat=0, progress=True, backbone_only=False):
-    """Returns a list of row dicts (one per config, the first is the reference)."""
+    """Returns (rows, machine load during the timing, input (H, W)): one row dict per config, the first is the
+    reference."""
     import torch
 
     from mmtokred.analysis.flops import count_model_macs
-    from mmtokred.analysis.models import (BACKBONE_PROTOCOL_SHAPE, backbone_forward, build_model, input_shape,
-                                          load_config, tensor_forward)
-    from mmtokred.analysis.timing import autocast_context, summarize, time_interleaved, time_phases
+    from mmtokred.analysis.models import (BACKBONE_PROTOCOL_SHAPE, backbone_forward, build_model, config_name,
+                                          input_shape, load_config, tensor_forward)
+    from mmtokred.analysis.timing import (autocast_context, measure_machine_load, summarize, time_interleaved,
+                                          time_phases)
 
     forward = backbone_forward if backbone_only else tensor_forward
     if backbone_only and not shape:
         shape = BACKBONE_PROTOCOL_SHAPE
-    runs, macs, models = {}, {}, {}
+    runs, macs, models, shapes = {}, {}, {}, []
     gen = torch.Generator().manual_seed(0)
-    for config in configs:
-        cfg = load_config(config, cfg_options)
+    cfgs = [load_config(config, cfg_options) for config in configs]   # every config checked before any build
+    for i, (config, cfg) in enumerate(zip(configs, cfgs)):
+        if progress:
+            print(f'[{i + 1}/{len(configs)}] building {config_name(config)}', flush=True)
         model = build_model(cfg, checkpoint, device)
         hw = input_shape(cfg, shape)
+        shapes.append(hw)
         x = torch.randn(batch_size, 3, *hw, generator=gen).to(device)
         macs[config] = count_model_macs(model, x[:1].cpu() if device == 'cpu' else x[:1], forward).total()
         models[config] = model
@@ -92,14 +100,16 @@ def benchmark(configs, shape=None, batch_size=1, repeat=20, warmup=3, dtype=None
             runs[config] = _dataset_runner(cfg, model, dtype, device)
         else:
             runs[config] = _synthetic_runner(model, x, dtype, device, autocast_context, forward)
-    times = time_interleaved(runs, repeat, warmup, device, progress)
+    with measure_machine_load() as load:
+        times = time_interleaved(runs, repeat, warmup, device, progress)
     base = summarize(times[configs[0]])
     rows = []
     for config in configs:
         s = summarize(times[config])
         speedup = base['median'] / s['median']
         flops_ratio = macs[configs[0]] / macs[config]
-        row = dict(config=config, gflops=macs[config] / 1e9, median_ms=1e3 * s['median'], iqr_pct=s['iqr_pct'],
+        row = dict(config=config, name=config_name(config), gflops=macs[config] / 1e9, median_ms=1e3 * s['median'],
+                   iqr_pct=s['iqr_pct'],
                    fps=batch_size / s['median'], speedup=speedup, flops_ratio=flops_ratio,
                    efficiency=speedup / flops_ratio)
         if phase_repeat:
@@ -107,7 +117,7 @@ def benchmark(configs, shape=None, batch_size=1, repeat=20, warmup=3, dtype=None
             row['reduction_ms'] = 1e3 * sum(shares.values())
             row['reduction_share_pct'] = 100 * sum(shares.values()) / s['median']
         rows.append(row)
-    return rows
+    return rows, load, shapes[0]
 
 
 def _synthetic_runner(model, x, dtype, device, autocast_context, tensor_forward):
@@ -149,21 +159,25 @@ def format_rows(rows, with_share=False):
 
 def main(argv=None):
     import torch
+
+    from mmtokred.analysis.timing import report_timing
     args = parse_args(argv)
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     dtype = torch.float16 if args.fp16 else torch.bfloat16 if args.bf16 else None
     configs = [args.config] + args.compare
-    rows = benchmark(configs, args.shape, args.batch_size, args.repeat_times, args.warmup, dtype, args.device,
-                     args.dataset, args.checkpoint, args.cfg_options, args.phase_repeat, not args.no_progress,
-                     args.backbone_only)
+    rows, load, hw = benchmark(configs, args.shape, args.batch_size, args.repeat_times, args.warmup, dtype,
+                               args.device, args.dataset, args.checkpoint, args.cfg_options, args.phase_repeat,
+                               not args.no_progress, args.backbone_only)
     prec = 'fp16' if args.fp16 else 'bf16' if args.bf16 else 'fp32'
     what = 'backbone only' if args.backbone_only else 'whole model'
     print(f'\n{machine_name(args.device)}; {what}; batch {args.batch_size}; {prec}; {args.repeat_times} interleaved runs '
           f'after {args.warmup} warm-up; {date.today().isoformat()}')
     print(format_rows(rows, with_share=bool(args.phase_repeat)))
+    report_timing(rows, load, hw)
     return rows
 
 
 if __name__ == '__main__':
-    main()
+    from mmtokred.utils import run_cli
+    sys.exit(run_cli(main))

@@ -1,6 +1,7 @@
 """Count the GFLOPs (MACs, the papers' convention) of a model, per component.
 
-    python tools/analysis_tools/get_flops.py CONFIG [--shape H W] [--backbone-only] [--cfg-options k=v ...]
+    python tools/analysis_tools/get_flops.py CONFIG [--shape H W | --shape S] [--backbone-only] [--cfg-options k=v ...]
+        [--debug]
 
 Counts attention (explicit or SDPA), multi-scale deformable attention and every reduction op; see
 ``mmtokred/analysis/flops.py`` for the formula of each counted op. mmseg and mmdet models alike. The input is one
@@ -16,28 +17,32 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
+    from mmtokred.utils.cli import add_cfg_options_arg, add_debug_arg, add_shape_arg
     p = argparse.ArgumentParser(description='Count GFLOPs (MACs) per component')
     p.add_argument('config')
-    p.add_argument('--shape', type=int, nargs='+', help='input H W (or one number for a square input)')
+    add_shape_arg(p)
     p.add_argument('--backbone-only', action='store_true',
                    help='count the backbone alone (default shape 1152 x 1152, the papers\' Swin protocol)')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction)
+    add_cfg_options_arg(p)
+    add_debug_arg(p)
     return p.parse_args(argv)
 
 
-def measure(config, shape=None, cfg_options=None, backbone_only=False):
+def measure(config, shape=None, cfg_options=None, backbone_only=False, progress=False):
     """Returns (shape, counter) for one image."""
     import torch
 
     from mmtokred.analysis.flops import count_model_macs
     from mmtokred.analysis.models import (BACKBONE_PROTOCOL_SHAPE, backbone_forward, build_model, input_shape,
                                           load_config, tensor_forward)
+    from mmtokred.analysis.timing import stage
     cfg = load_config(config, cfg_options)
     hw = input_shape(cfg, shape or (BACKBONE_PROTOCOL_SHAPE if backbone_only else None))
-    model = build_model(cfg)
+    with stage(f'building {osp.basename(config)}', progress):
+        model = build_model(cfg)
     x = torch.zeros(1, 3, *hw)
-    return hw, count_model_macs(model, x, backbone_forward if backbone_only else tensor_forward)
+    with stage(f'counting one {hw[0]}x{hw[1]} forward', progress):
+        return hw, count_model_macs(model, x, backbone_forward if backbone_only else tensor_forward)
 
 
 def format_table(counter):
@@ -55,7 +60,7 @@ def format_table(counter):
 
 def main(argv=None):
     args = parse_args(argv)
-    hw, counter = measure(args.config, args.shape, args.cfg_options, args.backbone_only)
+    hw, counter = measure(args.config, args.shape, args.cfg_options, args.backbone_only, progress=True)
     what = 'backbone only' if args.backbone_only else 'whole model'
     print(f'{args.config} @ {hw[0]}x{hw[1]}, {what} (GFLOPs = 1e9 multiply-accumulates)')
     print(format_table(counter))
@@ -63,4 +68,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    from mmtokred.utils import run_cli
+    sys.exit(run_cli(main))

@@ -1,7 +1,7 @@
 """Time the reduction ops alone (reduce + restore) on a token grid, without a host model.
 
     python tools/analysis_tools/reducer_cost.py [--grid 40 40] [--channels 1024] [--restore-dim 150]
-        [--repeat-times 5] [--threads N]
+        [--repeat-times 5] [--num-threads N]
 
 Rows: Token Adapter (paper setting), Expediting with the local clustering at tile 1 (exactly lambda^2 candidates
 per token), 2 and 4 (default), the dense masked formulation of the reference, and ToMe. Median milliseconds and
@@ -9,7 +9,6 @@ GMACs of each. ``--restore-dim`` is the channel count restored (150 = ADE20K log
 """
 import argparse
 import os.path as osp
-import statistics
 import sys
 import time
 
@@ -43,18 +42,21 @@ def main(argv=None):
     import torch
 
     from mmtokred.analysis.flops import MacCounter
+    from mmtokred.analysis.timing import measure_machine_load, report_timing
     from mmtokred.reducers import Expediting, ToMe, TokenAdapter
+    from mmtokred.utils.cli import add_debug_arg, add_num_threads_arg
     p = argparse.ArgumentParser(description='Time the reduction ops alone')
     p.add_argument('--grid', type=int, nargs=2, default=(40, 40), metavar=('H', 'W'))
     p.add_argument('--channels', type=int, default=1024)
     p.add_argument('--restore-dim', type=int, default=150)
     p.add_argument('--repeat-times', type=int, default=5)
-    p.add_argument('--threads', type=int)
+    add_num_threads_arg(p)
+    add_debug_arg(p)
     args = p.parse_args(argv)
     if args.repeat_times < 1 or min(args.grid) < 2 or args.channels < 1 or args.restore_dim < 1:
         p.error('--repeat-times, --channels and --restore-dim must be >= 1 and --grid at least 2 x 2')
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
     H, W = args.grid
     x = torch.randn(1, H, W, args.channels, generator=torch.Generator().manual_seed(0))
     h, w = round(0.7 * H), round(0.7 * W)
@@ -68,20 +70,24 @@ def main(argv=None):
         red.restore(torch.randn(1, red.tokens.shape[1], args.restore_dim))
 
     rows = []
-    for name, reducer in cases:
-        rows.append((name, *_measure(lambda: run(reducer), args.repeat_times, MacCounter)))
-    rows.append((f'Expediting {h}x{w}, dense masked clustering (reference formulation, clustering only)',
-                 *_measure(lambda: dense_masked_clustering(x, h, w, 5, 5, 0.02), args.repeat_times, MacCounter)))
-    print(f'{H}x{W} tokens, {args.channels} channels, restore dim {args.restore_dim}, '
-          f'{torch.get_num_threads()} threads')
-    print('| reducer | median ms | GMACs |\n|---|---|---|')
-    for name, ms, gmacs in rows:
-        print(f'| {name} | {ms:.1f} | {gmacs:.2f} |')
-    return rows
+    with measure_machine_load() as load:
+        for name, reducer in cases:
+            rows.append((name, *_measure(lambda: run(reducer), args.repeat_times, MacCounter)))
+        rows.append((f'Expediting {h}x{w}, dense masked clustering (reference formulation, clustering only)',
+                     *_measure(lambda: dense_masked_clustering(x, h, w, 5, 5, 0.02), args.repeat_times,
+                               MacCounter)))
+    print(f'{H}x{W} tokens, {args.channels} channels, restore dim {args.restore_dim}')
+    print('| reducer | median ms | IQR % | GMACs |\n|---|---|---|---|')
+    for name, t, gmacs in rows:
+        print(f"| {name} | {1e3 * t['median']:.1f} | {t['iqr_pct']:.1f} | {gmacs:.2f} |")
+    report_timing([dict(name=name, iqr_pct=t['iqr_pct']) for name, t, _ in rows], load, (H, W))
+    return [(name, 1e3 * t['median'], gmacs) for name, t, gmacs in rows]
 
 
 def _measure(fn, repeat, counter_cls):
     import torch
+
+    from mmtokred.analysis.timing import summarize
     with torch.no_grad():
         fn()
         with counter_cls() as c:
@@ -91,8 +97,9 @@ def _measure(fn, repeat, counter_cls):
             t0 = time.perf_counter()
             fn()
             times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times), c.total() / 1e9
+    return summarize(times), c.total() / 1e9
 
 
 if __name__ == '__main__':
-    main()
+    from mmtokred.utils import run_cli
+    sys.exit(run_cli(main))

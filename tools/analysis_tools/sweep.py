@@ -2,7 +2,7 @@
 Pareto plot (accuracy vs GFLOPs and vs speed-up, every method on one figure, like Token Adapter's Fig. 4).
 
     python tools/analysis_tools/sweep.py CONFIG CHECKPOINT --spec SPEC.py --out-dir DIR
-        [--shape H W] [--repeat-times N] [--warmup N] [--max-images N] [--cfg-options ...]
+        [--shape H W] [--repeat-times N] [--warmup N] [--max-images N] [--num-threads N] [--cfg-options ...]
 
 CONFIG is the unreduced model (the baseline row). SPEC is a config file with a list ``methods``; each method has
 a ``name``, a ``model`` dict merged into CONFIG's model (backbone type, insertion layers, reducer type, ...) and
@@ -11,7 +11,9 @@ metric, the share of the baseline's mIoU it retains with a 95% paired-bootstrap 
 (``--bootstrap`` resamples; the interval says how much of a difference between two rows the test set can
 resolve), the agreement with the baseline's predictions (mIoU and % of equal pixels), the GFLOPs of one input at
 ``--shape``, and the speed-up over the baseline, all points timed interleaved in one process. Per-class IoUs go to
-``per_class.csv``.
+``per_class.csv``. Every point's settings, the checkpoint and the test data are checked before the first model is
+built. The timing prints its input shape and the machine load, and warns when the machine was loaded, the spread
+is large or a speed-up is implausible for its GFLOPs ratio.
 """
 import argparse
 import copy
@@ -27,13 +29,13 @@ COLUMNS = ['method', 'setting', 'mIoU', 'mIoU_retained_pct', 'retained_ci_low', 
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
+    from mmtokred.utils.cli import add_cfg_options_arg, add_debug_arg, add_num_threads_arg, add_shape_arg
     p = argparse.ArgumentParser(description='Sweep reducer settings')
     p.add_argument('config', help='the unreduced model config (baseline)')
     p.add_argument('checkpoint', help='checkpoint for every point (trusted file)')
     p.add_argument('--spec', required=True, help='sweep spec: a config file with a list `methods`')
     p.add_argument('--out-dir', required=True)
-    p.add_argument('--shape', type=int, nargs='+', help='input H W for GFLOPs and timing (default: test crop)')
+    add_shape_arg(p, 'for GFLOPs and timing; default: the test crop')
     p.add_argument('--repeat-times', type=int, default=5)
     p.add_argument('--warmup', type=int, default=1)
     p.add_argument('--max-images', type=int, help='evaluate on the first N test images only')
@@ -41,7 +43,9 @@ def parse_args(argv=None):
                    help='paired-bootstrap resamples for the retained-mIoU interval (0: none)')
     p.add_argument('--metric', default='mIoU')
     p.add_argument('--no-progress', action='store_true')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction)
+    add_num_threads_arg(p)
+    add_cfg_options_arg(p)
+    add_debug_arg(p)
     args = p.parse_args(argv)
     if args.repeat_times < 1:
         p.error(f'--repeat-times must be >= 1, got {args.repeat_times}')
@@ -55,7 +59,9 @@ def parse_args(argv=None):
 
 
 def expand_points(base_cfg, spec):
-    """[(method, setting label, cfg)] starting with the baseline."""
+    """[(method, setting label, cfg)] starting with the baseline; every point's reduction settings are checked
+    (one-line InputError naming the method and the point)."""
+    from mmtokred.utils.cli import InputError, check_reduction_settings
     points = [('baseline', '-', base_cfg)]
     for method in spec['methods']:
         for point in method['points']:
@@ -63,6 +69,10 @@ def expand_points(base_cfg, spec):
             cfg.merge_from_dict(dict(model=copy.deepcopy(method['model'])))
             cfg.model.backbone.reducer.update(point)
             label = ', '.join(f'{k}={v}' for k, v in point.items())
+            try:
+                check_reduction_settings(cfg)
+            except InputError as e:
+                raise InputError(f"sweep spec, method {method['name']!r}, point {label}: {e}") from e
             points.append((method['name'], label, cfg))
     return points
 
@@ -75,9 +85,13 @@ def run_sweep(config, checkpoint, spec_path, out_dir, shape=None, repeat=5, warm
     from mmtokred.analysis.evaluate import bootstrap_retained, build_test_loader_and_evaluator, evaluate_segmentor
     from mmtokred.analysis.flops import count_model_macs
     from mmtokred.analysis.models import build_model, input_shape, load_config, tensor_forward
-    from mmtokred.analysis.timing import summarize, time_interleaved
+    from mmtokred.analysis.timing import measure_machine_load, report_timing, summarize, time_interleaved
+    from mmtokred.utils.cli import check_dataset_folders, check_file
 
+    check_file(checkpoint, 'checkpoint')
+    check_file(spec_path, '--spec')
     base = load_config(config, cfg_options)
+    check_dataset_folders(base, ['test_dataloader'])
     spec = Config.fromfile(spec_path)
     points = expand_points(base, spec)
     hw = input_shape(base, shape)
@@ -100,12 +114,16 @@ def run_sweep(config, checkpoint, spec_path, out_dir, shape=None, repeat=5, warm
                          pixel_agreement_pct=100.0 if ev.pixel_agreement is None else ev.pixel_agreement,
                          GFLOPs=macs / 1e9, per_class=_class_ious(ev.areas, classes)))
         runs[i] = (lambda m: (lambda: _forward(m, x, tensor_forward)))(model)
-    times = time_interleaved(runs, repeat, warmup, progress=progress)
+    with measure_machine_load() as load:
+        times = time_interleaved(runs, repeat, warmup, progress=progress)
     base_row, base_t = rows[0], summarize(times[0])['median']
     for i, row in enumerate(rows):
-        med = summarize(times[i])['median']
+        t = summarize(times[i])
         row.update(mIoU_retained_pct=100 * row['mIoU'] / base_row['mIoU'] if base_row['mIoU'] else float('nan'),
-                   GFLOPs_ratio=base_row['GFLOPs'] / row['GFLOPs'], speedup=base_t / med, median_ms=1e3 * med)
+                   GFLOPs_ratio=base_row['GFLOPs'] / row['GFLOPs'], speedup=base_t / t['median'],
+                   median_ms=1e3 * t['median'], iqr_pct=t['iqr_pct'])
+    report_timing([dict(name=f"{r['method']} {r['setting']}", speedup=r['speedup'], flops_ratio=r['GFLOPs_ratio'],
+                        iqr_pct=r['iqr_pct']) for r in rows], load, hw)
     os.makedirs(out_dir, exist_ok=True)
     paths = dict(csv=osp.join(out_dir, 'sweep.csv'), md=osp.join(out_dir, 'sweep.md'),
                  png=osp.join(out_dir, 'pareto.png'), per_class=osp.join(out_dir, 'per_class.csv'))
@@ -238,9 +256,13 @@ def plot_pareto(rows, path, title='', metric='mIoU'):
 
 
 def main(argv=None):
+    import torch
+
     from mmtokred.utils import allow_trusted_checkpoints
     allow_trusted_checkpoints()
     args = parse_args(argv)
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
     rows, paths = run_sweep(args.config, args.checkpoint, args.spec, args.out_dir, args.shape, args.repeat_times,
                             args.warmup, args.max_images, args.metric, args.cfg_options, not args.no_progress,
                             args.bootstrap)
@@ -250,4 +272,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    from mmtokred.utils import run_cli
+    sys.exit(run_cli(main))

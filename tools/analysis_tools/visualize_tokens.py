@@ -1,15 +1,18 @@
 """Pictures of what a reducer did on one image.
 
     python tools/analysis_tools/visualize_tokens.py IMAGE CONFIG [--checkpoint CKPT] [--out FILE.png]
-        [--cfg-options ...]
+        [--cfg-options ...]      (default --out: work_dirs/tokens.png)
 
 Token Adapter (paper Fig. 3 and 5): the removed rows and columns; the groups (grey = representative,
 orange = unique, teal = normal); the matching of normal tokens to their representative token (one colour per
 group). Expediting: the cluster each token is reconstructed from first (nearest centre). ToMe: the merge groups.
-With a checkpoint the prediction of the model is shown too. The picture shows the first reduction of the first
-crop; the panels show that crop as the backbone saw it.
+With a checkpoint the predictions of the reduced and of the unreduced model (the same weights, reduction switched
+off) are shown side by side, with a legend of the classes they contain. The picture shows the first reduction of
+the first crop; the token panels show that crop as the backbone saw it. Panels are lettered (a), (b), ...
 """
 import argparse
+import contextlib
+import os
 import os.path as osp
 import sys
 
@@ -17,19 +20,32 @@ import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
+DEFAULT_OUT = osp.join('work_dirs', 'tokens.png')
 GROUP_COLOURS = {'representative': (150, 150, 150), 'unique': (255, 140, 0), 'normal': (0, 150, 150)}
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
+    from mmtokred.utils.cli import add_cfg_options_arg, add_debug_arg
     p = argparse.ArgumentParser(description='Visualise a token reduction')
     p.add_argument('image')
     p.add_argument('config')
     p.add_argument('--checkpoint', help='trusted checkpoint; without it the weights are random')
-    p.add_argument('--out', default='tokens.png')
+    p.add_argument('--out', default=DEFAULT_OUT, help=f'picture to write (default: {DEFAULT_OUT})')
     p.add_argument('--device', default='cpu')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction)
+    add_cfg_options_arg(p)
+    add_debug_arg(p)
     return p.parse_args(argv)
+
+
+@contextlib.contextmanager
+def reduction_off(backbone):
+    """The host runs its upstream forward inside the block (no reducer), the same weights."""
+    reducer = backbone.token_reducer
+    backbone.token_reducer = None
+    try:
+        yield
+    finally:
+        backbone.token_reducer = reducer
 
 
 def capture_reduction(model, image):
@@ -91,10 +107,14 @@ def token_panels(reduction):
     return panels
 
 
-def render(image_rgb, panels, prediction=None, pred_palette=None, patch=16, out='tokens.png', title=''):
+def render(image_rgb, panels, prediction=None, pred_palette=None, patch=16, out=DEFAULT_OUT, title='',
+           unreduced=None, classes=None):
+    """Lettered panels: the input crop, the token panels, then the reduced model's prediction and the unreduced
+    one's (``unreduced``) with a legend of the classes in either (names from ``classes``)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
     H, W = next(iter(panels.values())).shape[:2]
     img = np.zeros((H * patch, W * patch, 3), np.uint8)     # the crop, padded like the patch embedding pads
     h, w = min(image_rgb.shape[0], H * patch), min(image_rgb.shape[1], W * patch)
@@ -107,28 +127,46 @@ def render(image_rgb, panels, prediction=None, pred_palette=None, patch=16, out=
         else:
             pic = (0.45 * img + 0.55 * up).astype(np.uint8)
         pics.append((name, pic))
-    if prediction is not None:
-        pics.append(('prediction (whole image)', np.asarray(pred_palette, np.uint8)[prediction.astype(np.int64)]))
-    fig, axes = plt.subplots(1, len(pics), figsize=(3.2 * len(pics), 3.2 * H / W + 0.6))
-    for ax, (name, pic) in zip(np.atleast_1d(axes), pics):
+    pal = np.asarray(pred_palette, np.uint8) if pred_palette is not None else None
+    preds = [(n, p) for n, p in (('prediction, reduced', prediction), ('prediction, unreduced', unreduced))
+             if p is not None]
+    for name, pred in preds:
+        pics.append((f'{name} (whole image)', pal[pred.astype(np.int64)]))
+    legend = []
+    if preds:
+        present = np.unique(np.concatenate([p.ravel() for _, p in preds]))
+        legend = [Patch(color=pal[k] / 255.0, label=classes[k] if classes and k < len(classes) else str(k))
+                  for k in present]
+    rows_legend = (len(legend) + 5) // 6
+    fig, axes = plt.subplots(1, len(pics), figsize=(3.2 * len(pics), 3.2 * H / W + 0.6 + 0.25 * rows_legend))
+    for i, (ax, (name, pic)) in enumerate(zip(np.atleast_1d(axes), pics)):
         ax.imshow(pic)
-        ax.set_title(name, fontsize=8)
+        ax.set_title(f'({chr(ord("a") + i)}) {name}', fontsize=8)
         ax.axis('off')
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
+    if legend:
+        fig.legend(handles=legend, loc='lower center', ncol=min(6, len(legend)), fontsize=7, frameon=False,
+                   title='classes in the predictions', title_fontsize=7)
+        fig.subplots_adjust(bottom=0.08 + 0.07 * rows_legend)
+    if osp.dirname(out):
+        os.makedirs(osp.dirname(out), exist_ok=True)
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
 
 
-def visualize(image, config, checkpoint=None, out='tokens.png', device='cpu', cfg_options=None):
+def visualize(image, config, checkpoint=None, out=DEFAULT_OUT, device='cpu', cfg_options=None):
     from mmseg.apis import init_model
 
     import mmtokred  # noqa: F401
     from mmtokred.utils import allow_trusted_checkpoints
+    from mmtokred.utils.cli import check_file, load_checked_config
     allow_trusted_checkpoints()
-    model = init_model(config, None, device=device, cfg_options=cfg_options)
+    check_file(image, 'image')
+    check_file(checkpoint, 'checkpoint')
+    model = init_model(load_checked_config(config, cfg_options), None, device=device)
     if checkpoint:
         from mmtokred.utils import load_trusted_checkpoint
         ckpt = load_trusted_checkpoint(model, checkpoint, map_location=device)
@@ -138,19 +176,35 @@ def visualize(image, config, checkpoint=None, out='tokens.png', device='cpu', cf
     reduction, tokens, result, rgb = capture_reduction(model, image)
     panels = token_panels(reduction)
     patch = model.backbone.patch_embed.projection.kernel_size[0]
-    prediction = result.pred_sem_seg.data[0].cpu().numpy() if checkpoint else None
-    pal = model.dataset_meta.get('palette') if getattr(model, 'dataset_meta', None) else None
+    prediction = unreduced = None
+    if checkpoint:
+        from mmseg.apis import inference_model
+        prediction = result.pred_sem_seg.data[0].cpu().numpy()
+        with reduction_off(model.backbone):
+            unreduced = inference_model(model, image).pred_sem_seg.data[0].cpu().numpy()
+    meta = getattr(model, 'dataset_meta', None) or dataset_metainfo(model.cfg)
+    pal = meta.get('palette')
     if pal is None and prediction is not None:
-        pal = palette(int(prediction.max()) + 1)
+        pal = palette(int(max(prediction.max(), unreduced.max())) + 1)
     return render(np.ascontiguousarray(rgb), panels, prediction, pal, patch, out,
-                  title=f'{osp.basename(config)}: {type(model.backbone.token_reducer).__name__}')
+                  title=f'{osp.basename(config)}: {type(model.backbone.token_reducer).__name__}',
+                  unreduced=unreduced, classes=meta.get('classes'))
+
+
+def dataset_metainfo(cfg) -> dict:
+    """classes / palette of the config's test dataset class (for a checkpoint without ``dataset_meta``)."""
+    from mmseg.registry import DATASETS
+    dataset_cls = DATASETS.get((cfg.get('test_dataloader') or {}).get('dataset', {}).get('type', ''))
+    return dict(getattr(dataset_cls, 'METAINFO', {}) or {})
 
 
 def main(argv=None):
     args = parse_args(argv)
     path = visualize(args.image, args.config, args.checkpoint, args.out, args.device, args.cfg_options)
     print(f'wrote {path}')
+    return path
 
 
 if __name__ == '__main__':
-    main()
+    from mmtokred.utils import run_cli
+    sys.exit(run_cli(main))
