@@ -115,7 +115,8 @@ def tiny_cfg():
      "(TokenReductionEncoderDecoder), got 'EncoderDecoder'"),
     ({'model.backbone.reducer': dict(type='EViT', keep_rate=0.7, _delete_=True),
       'model.backbone.with_cls_token': False},
-     'model.backbone: EViT ranks tokens by cls attention: this backbone has no cls token (with_cls_token=False)'),
+     'model.backbone: EViT ranks tokens by an importance the host supplies (cls attention); this ViT has none '
+     '(with_cls_token=False): use a reducer that ranks by the tokens themselves'),
     ({'custom_hooks': [dict(type='TokenReductionHook', reducer=dict(type='ToMe'), reduce_after_layer=1, ratio=2)]},
      "custom_hooks[0] (TokenReductionHook): unknown arguments ['ratio']; valid: reducer, reduce_after_layer, "
      'restore_after_layer, restore_site'),

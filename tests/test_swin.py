@@ -232,3 +232,39 @@ def test_tiny_reduced_mask2former_configs(config):
         feats = model.backbone(torch.randn(2, 3, 75, 99))
     assert [f.shape[-2:] for f in feats] == [f.shape[-2:] for f in upstream.backbone(torch.randn(2, 3, 75, 99))]
     assert all(torch.isfinite(f).all() for f in feats)
+
+
+@pytest.mark.parametrize('scope', SCOPES)
+def test_insert_token_reduction_on_a_built_swin(scope):
+    """The same reduction inserted into an upstream-built backbone (or a detector / segmentor around it) equals the
+    reduced class built from a config; a failing insert leaves the backbone untouched."""
+    upstream, reduced = pair(scope, reducer=EX4, reduce_after_layer=5)
+    x = torch.randn(1, 3, 70, 90)
+    before = run(upstream, x)
+    state = {k: v.clone() for k, v in upstream.state_dict().items()}
+    with pytest.raises(ValueError, match='token set'):
+        mmtokred.insert_token_reduction(upstream, dict(type='ToMe', ratio=0.3), reduce_after_layer=5)
+    with pytest.raises(ValueError, match='restore_site'):
+        mmtokred.insert_token_reduction(upstream, EX4, reduce_after_layer=5, restore_site='head')
+    assert type(upstream).__name__ == 'SwinTransformer'
+    assert all(torch.equal(a, b) for a, b in zip(before, run(upstream, x)))
+    mmtokred.insert_token_reduction(upstream, EX4, reduce_after_layer=5)
+    assert type(upstream).__name__ == 'ReducedSwinTransformer'
+    assert all(torch.equal(a, b) for a, b in zip(run(upstream, x), run(reduced, x)))
+    assert {k: v.shape for k, v in upstream.state_dict().items()} == {k: v.shape for k, v in state.items()}
+
+
+def test_early_check_uses_the_swin_validator():
+    from mmengine.config import Config
+
+    from mmtokred.utils.cli import InputError, check_reduction_settings
+    cfg = Config(dict(model=dict(backbone=swin_cfg(type='ReducedSwinTransformer', reducer=TA4,
+                                                   reduce_after_layer=3, restore_after_layer=8))))
+    with pytest.raises(InputError, match='model.backbone: .*must not cross PatchMerging'):
+        check_reduction_settings(cfg)
+    hook = Config(dict(model=dict(backbone=swin_cfg()), custom_hooks=[
+        dict(type='TokenReductionHook', reducer=dict(type='EViT'), reduce_after_layer=3)]))
+    with pytest.raises(InputError, match=r'custom_hooks\[0\] .*has none'):
+        check_reduction_settings(hook)
+    hook.custom_hooks[0].reducer = TA4
+    check_reduction_settings(hook)

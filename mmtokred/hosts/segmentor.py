@@ -1,19 +1,17 @@
 """Wiring a reduction into whole models: a segmentor type for configs, a function and an mmengine hook for models
 that were built from unmodified upstream configs."""
 import weakref
-from types import SimpleNamespace
 
 import torch.nn.functional as F
 from typing import Optional
 
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-from mmseg.models.backbones import VisionTransformer
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import HOOKS, MODELS
 
 from ..analysis.phases import RESTORE, phase
-from .vit import ReducedVisionTransformer, configure_reduction
+from .registry import host_for_module
 
 
 def restore_head_output(backbone, logits):
@@ -72,35 +70,23 @@ class TokenReductionEncoderDecoder(EncoderDecoder):
         return super().extract_feat(inputs)
 
 
-def validate_reduction(depth: int, reducer, reduce_after_layer, restore_after_layer: Optional[int] = None,
-                       restore_site: str = 'backbone', with_cls_token: bool = True):
-    """Check reduction settings for a ``depth``-layer ViT without touching any model: runs
-    :func:`configure_reduction` (the one validator) on a stand-in that has only what it reads. Returns the built
-    reducer (None when ``reducer`` is None); raises ValueError / TypeError / KeyError naming the parameter."""
-    stand_in = SimpleNamespace(layers=[None] * depth, with_cls_token=with_cls_token)
-    return configure_reduction(stand_in, reducer, reduce_after_layer, restore_after_layer, restore_site).token_reducer
+def insert_token_reduction(model, reducer, reduce_after_layer, restore_after_layer=None,
+                           restore_site: str = 'backbone', **host_options):
+    """Insert a reduction into an already-built model (mmseg segmentor, mmdet detector or a bare backbone), in place.
 
-
-def insert_token_reduction(model, reducer, reduce_after_layer: int, restore_after_layer: Optional[int] = None,
-                           restore_site: str = 'backbone'):
-    """Insert a reduction into an already-built mmseg segmentor (or a bare ViT backbone), in place.
-
-    Every setting is validated before the model is changed: on an error the model is left as it was. Parameters
-    and buffers are untouched, so checkpoints load before or after. Returns the model.
+    The backbone's host adapter (:mod:`.registry`: mmseg ViT, mmseg / mmdet Swin) validates every setting before
+    the model is changed: on an error the model is left as it was. Parameters and buffers are untouched, so
+    checkpoints load before or after. ``host_options``: further arguments of the reduced backbone (e.g.
+    ``reference_shift_mask`` on Swin). Returns the model.
     """
     if is_model_wrapper(model):
         model = model.module
     backbone = getattr(model, 'backbone', model)
-    if not isinstance(backbone, VisionTransformer):
-        raise TypeError(f'token reduction is not supported on a {type(backbone).__name__} backbone; supported '
-                        'hosts: mmseg VisionTransformer (Segmenter, DPT)')
+    host = host_for_module(backbone)
     if restore_site == 'head' and not hasattr(model, 'decode_head'):
         raise ValueError("restore_site='head' needs a segmentor with a decode_head, got a bare backbone")
-    reducer = validate_reduction(len(backbone.layers), reducer, reduce_after_layer, restore_after_layer,
-                                 restore_site, backbone.with_cls_token)
-    if type(backbone) is VisionTransformer:
-        backbone.__class__ = ReducedVisionTransformer
-    configure_reduction(backbone, reducer, reduce_after_layer, restore_after_layer, restore_site)
+    host.insert(backbone, reducer, reduce_after_layer=reduce_after_layer, restore_after_layer=restore_after_layer,
+                restore_site=restore_site, **host_options)
     if restore_site == 'head':
         attach_head_restore(model)
     return model
@@ -116,10 +102,10 @@ class TokenReductionHook(Hook):
 
     priority = 'VERY_HIGH'
 
-    def __init__(self, reducer, reduce_after_layer: int, restore_after_layer: Optional[int] = None,
-                 restore_site: str = 'backbone'):
+    def __init__(self, reducer, reduce_after_layer, restore_after_layer=None, restore_site: str = 'backbone',
+                 **host_options):
         self.kwargs = dict(reducer=reducer, reduce_after_layer=reduce_after_layer,
-                           restore_after_layer=restore_after_layer, restore_site=restore_site)
+                           restore_after_layer=restore_after_layer, restore_site=restore_site, **host_options)
 
     def before_run(self, runner) -> None:
         insert_token_reduction(runner.model, **self.kwargs)

@@ -25,6 +25,7 @@ clusters zero padding together with the real tokens and runs the padding through
 tokens; it resizes the bias table in place, changing the state dict after the first forward.
 """
 import math
+from functools import partial
 from typing import List, Optional, Sequence, Union
 
 import torch
@@ -33,6 +34,7 @@ from torch import Tensor, nn
 
 from ..analysis.phases import BACKBONE_AFTER, BACKBONE_FULL, BACKBONE_REDUCED, phase
 from ..reducers import build_reducer
+from .registry import HostAdapter, register_host, upstream_defaults
 from .span import ReductionStack, check_capabilities
 
 MASK_VALUE = -100.0   # Swin's own value for masked attention logits
@@ -334,17 +336,51 @@ def _reduced_swin(upstream_cls):
     return ReducedSwinTransformer
 
 
+def _check_restore_site(restore_site):
+    if restore_site != 'backbone':
+        raise ValueError(f"restore_site must be 'backbone' on a Swin host (each stage is restored before "
+                         f"PatchMerging), got {restore_site!r}")
+
+
+def _validate_cfg(upstream_cls, cfg: dict, reducer, reduce_after_layer, restore_after_layer=None,
+                  restore_site='backbone'):
+    _check_restore_site(restore_site)
+    default = upstream_defaults(upstream_cls, 'depths', 'window_size')
+    depths = list(cfg.get('depths', default['depths']))
+    plan_spans(depths, [cfg.get('window_size', default['window_size'])] * len(depths), reducer, reduce_after_layer,
+               restore_after_layer)
+
+
+def _insert(reduced_cls, backbone, reducer, reduce_after_layer, restore_after_layer=None, restore_site='backbone',
+            reference_shift_mask=False):
+    _check_restore_site(restore_site)
+    depths = [len(stage.blocks) for stage in backbone.stages]
+    plan_spans(depths, [stage.blocks[0].attn.window_size for stage in backbone.stages], reducer, reduce_after_layer,
+               restore_after_layer)                 # validate before touching the backbone
+    if not isinstance(backbone, WindowReductionMixin):
+        backbone.__class__ = reduced_cls
+    backbone._init_reduction(reducer, reduce_after_layer, restore_after_layer, reference_shift_mask)
+
+
 def _register():
-    """Register ``ReducedSwinTransformer`` in mmseg's registry and, when mmdet is installed, in mmdet's."""
+    """Register ``ReducedSwinTransformer`` in mmseg's registry and, when mmdet is installed, in mmdet's, with a
+    host adapter for each."""
     from mmseg.models.backbones import SwinTransformer as SegSwin
     from mmseg.registry import MODELS as SEG_MODELS
-    classes = {'mmseg': SEG_MODELS.register_module(module=_reduced_swin(SegSwin))}
+    upstreams = {'mmseg': (SegSwin, SEG_MODELS)}
     try:
         from mmdet.models.backbones import SwinTransformer as DetSwin
         from mmdet.registry import MODELS as DET_MODELS
+        upstreams['mmdet'] = (DetSwin, DET_MODELS)
     except ImportError:     # mmdet is optional
-        return classes
-    classes['mmdet'] = DET_MODELS.register_module(module=_reduced_swin(DetSwin))
+        pass
+    classes = {}
+    for scope, (upstream, registry) in upstreams.items():
+        reduced = registry.register_module(module=_reduced_swin(upstream))
+        register_host(HostAdapter(f'{scope} SwinTransformer (Mask2Former, MaskDINO)', (upstream,),
+                                  ('ReducedSwinTransformer',), partial(_validate_cfg, upstream),
+                                  partial(_insert, reduced)))
+        classes[scope] = reduced
     return classes
 
 

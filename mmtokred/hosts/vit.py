@@ -24,6 +24,7 @@ reduced grids the head consumes).
 
 The reduction modules hold no parameters or buffers: the state dict is that of the upstream backbone.
 """
+from types import SimpleNamespace
 from typing import List, Optional, Sequence, Union
 
 import torch
@@ -32,6 +33,7 @@ from mmseg.registry import MODELS
 
 from ..analysis.phases import BACKBONE_REDUCED, phase
 from ..reducers import build_reducer
+from .registry import HostAdapter, register_host, upstream_defaults
 from .span import ReductionStack, check_capabilities, span_phase
 
 RESTORE_SITES = ('backbone', 'head')
@@ -95,6 +97,29 @@ def configure_reduction(backbone, reducer, reduce_after_layer: Union[int, Sequen
     backbone.pending_restore = None
     backbone.head_restore_attached = getattr(backbone, 'head_restore_attached', False)
     return backbone
+
+
+def validate_reduction(depth: int, reducer, reduce_after_layer, restore_after_layer: Optional[int] = None,
+                       restore_site: str = 'backbone', with_cls_token: bool = True):
+    """Check reduction settings for a ``depth``-layer ViT without touching any model: runs
+    :func:`configure_reduction` (the one validator) on a stand-in that has only what it reads. Returns the built
+    reducer (None when ``reducer`` is None); raises ValueError / TypeError / KeyError naming the parameter."""
+    stand_in = SimpleNamespace(layers=[None] * depth, with_cls_token=with_cls_token)
+    return configure_reduction(stand_in, reducer, reduce_after_layer, restore_after_layer, restore_site).token_reducer
+
+
+def _validate_cfg(cfg: dict, reducer, **settings):
+    default = upstream_defaults(VisionTransformer, 'num_layers', 'with_cls_token')
+    validate_reduction(cfg.get('num_layers', default['num_layers']), reducer,
+                       with_cls_token=cfg.get('with_cls_token', default['with_cls_token']), **settings)
+
+
+def _insert(backbone, reducer, reduce_after_layer, restore_after_layer=None, restore_site='backbone'):
+    reducer = validate_reduction(len(backbone.layers), reducer, reduce_after_layer, restore_after_layer,
+                                 restore_site, backbone.with_cls_token)
+    if type(backbone) is VisionTransformer:
+        backbone.__class__ = ReducedVisionTransformer
+    configure_reduction(backbone, reducer, reduce_after_layer, restore_after_layer, restore_site)
 
 
 def attention_with_weights(attn, x):
@@ -215,3 +240,7 @@ class ReducedVisionTransformer(VisionTransformer):
         if self.output_cls_token:
             out = [out, x[:, 0]]
         return out
+
+
+register_host(HostAdapter('mmseg VisionTransformer (Segmenter, DPT)', (VisionTransformer,),
+                          ('ReducedVisionTransformer',), _validate_cfg, _insert))

@@ -10,7 +10,6 @@ folders of the dataloaders that will be used.
 """
 import argparse
 import ast
-import inspect
 import os
 import os.path as osp
 import sys
@@ -19,8 +18,6 @@ from typing import Callable, Iterator, Optional, Sequence, Tuple
 from .checkpoint import CheckpointMismatch
 from .warnings import silence_known_warnings
 
-REDUCED_BACKBONES = ('ReducedVisionTransformer',)
-VIT_BACKBONES = ('VisionTransformer', 'mmseg.VisionTransformer') + REDUCED_BACKBONES
 HEAD_RESTORING_SEGMENTORS = ('TokenReductionEncoderDecoder',)
 
 
@@ -190,21 +187,15 @@ def _plain(value):
     return value.to_dict() if hasattr(value, 'to_dict') else value
 
 
-def _vit_defaults():
-    from mmseg.models.backbones import VisionTransformer
-    params = inspect.signature(VisionTransformer.__init__).parameters
-    return params['num_layers'].default, params['with_cls_token'].default
-
-
 def _validate(where: str, backbone: dict, reducer, **settings) -> None:
-    from ..hosts import validate_reduction
+    """Check the settings with the backbone host's own validator (no model is built)."""
+    from ..hosts import host_for_type
     from ..reducers import build_reducer
+    host = host_for_type(backbone.get('type'))
     try:
-        if backbone.get('type') in REDUCED_BACKBONES:
-            depth, with_cls_token = _vit_defaults()
-            validate_reduction(backbone.get('num_layers', depth), _plain(reducer),
-                               with_cls_token=backbone.get('with_cls_token', with_cls_token), **settings)
-        else:   # another host: its settings are checked when it is built; the reducer's own ones now
+        if host is not None:
+            host.validate_cfg(backbone, _plain(reducer), **settings)
+        else:   # not a host (the model will say so when built): the reducer's own settings now
             build_reducer(_plain(reducer))
     except (ValueError, TypeError, KeyError) as e:
         raise InputError(f'{where}: {message(e)}') from e
@@ -235,10 +226,12 @@ def check_reduction_settings(cfg) -> None:
         if unknown:
             raise InputError(f'custom_hooks[{i}] (TokenReductionHook): unknown arguments {sorted(unknown)}; valid: '
                              'reducer, reduce_after_layer, restore_after_layer, restore_site')
-        if backbone.get('type') not in VIT_BACKBONES:
-            raise InputError(f'custom_hooks[{i}] (TokenReductionHook): supported backbones: {list(VIT_BACKBONES)}, '
+        from ..hosts import host_for_type
+        from ..hosts.registry import supported_hosts
+        if host_for_type(backbone.get('type')) is None:
+            raise InputError(f'custom_hooks[{i}] (TokenReductionHook): supported backbones: {supported_hosts()}; '
                              f"got model.backbone.type={backbone.get('type')!r}")
-        _validate(f'custom_hooks[{i}] (TokenReductionHook)', dict(backbone, type=REDUCED_BACKBONES[0]), **kwargs)
+        _validate(f'custom_hooks[{i}] (TokenReductionHook)', backbone, **kwargs)
 
 
 TRAINING_KEYS = ('train_dataloader', 'train_cfg', 'optim_wrapper', 'param_scheduler')
