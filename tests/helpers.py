@@ -39,3 +39,12 @@ def build_model_on_meta(cfg):
 
     with torch.device('meta'), LinspaceOnCpu():
         return build_model(cfg)
+
+
+def load_tool(path):
+    """Import a script under tools/ (``path`` relative to tools/, e.g. 'analysis_tools/get_flops.py') as a module."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('tool_' + osp.basename(path)[:-3], osp.join(ROOT, 'tools', path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -11,15 +11,11 @@ spec = importlib.util.spec_from_file_location('helpers', osp.join(osp.dirname(__
 helpers = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(helpers)
 ROOT = helpers.ROOT
-TOOLS = osp.join(ROOT, 'tools', 'analysis_tools')
 TINY = osp.join(ROOT, 'configs', 'tiny', 'segmenter_tiny_ade.py')
 
 
 def tool(name):
-    s = importlib.util.spec_from_file_location(name, osp.join(TOOLS, name + '.py'))
-    mod = importlib.util.module_from_spec(s)
-    s.loader.exec_module(mod)
-    return mod
+    return helpers.load_tool(f'analysis_tools/{name}.py')
 
 
 @pytest.fixture(scope='module')

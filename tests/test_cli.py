@@ -20,11 +20,7 @@ TINY_TA = osp.join(ROOT, 'configs', 'tiny', 'segmenter_tiny_tokenadapter_ade.py'
 HINT = '  [--debug shows the traceback]'
 
 
-def tool(path):
-    s = importlib.util.spec_from_file_location('tool_' + osp.basename(path)[:-3], osp.join(ROOT, 'tools', path))
-    mod = importlib.util.module_from_spec(s)
-    s.loader.exec_module(mod)
-    return mod
+tool = helpers.load_tool
 
 
 @pytest.fixture(scope='module')

@@ -129,11 +129,7 @@ def test_multi_scale_deformable_attention_handle():
 
 
 def tool(name):
-    path = osp.join(ROOT, 'tools', 'analysis_tools', f'{name}.py')
-    mod_spec = importlib.util.spec_from_file_location(f'tool_{name}', path)
-    mod = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(mod)
-    return mod
+    return helpers.load_tool(f'analysis_tools/{name}.py')
 
 
 TINY_PANOPTIC = osp.join(ROOT, 'configs', 'tiny', 'mask2former_tiny_coco-panoptic.py')
