@@ -3,7 +3,9 @@
     python tools/analysis_tools/get_flops.py CONFIG [--shape H W] [--cfg-options k=v ...]
 
 Counts attention (explicit or SDPA) and every reduction op; see ``mmtokred/analysis/flops.py`` for the formula of
-each counted op. The input is one image of the given shape (default: the config's test crop).
+each counted op. The input is one image of the given shape (default: the config's test crop). Classifier configs
+(``model = dict(type='TimmVisionTransformer', ...)``, configs/classification/) count the whole classifier, and a
+compensator in branch mode (``--cfg-options compensator.mode=branch``) is counted too (0 when folded).
 """
 import argparse
 import os.path as osp
@@ -28,6 +30,10 @@ def measure(config, shape=None, cfg_options=None):
     from mmtokred.analysis.flops import count_model_macs
     from mmtokred.analysis.models import build_model, input_shape, load_config, tensor_forward
     cfg = load_config(config, cfg_options)
+    if cfg.model.get('type') == 'TimmVisionTransformer':
+        from mmtokred.hosts.timm_vit import build_classifier
+        hw = input_shape(cfg, shape) if shape else (cfg.data.crop, cfg.data.crop)
+        return hw, count_model_macs(build_classifier(cfg), torch.zeros(1, 3, *hw))
     hw = input_shape(cfg, shape)
     model = build_model(cfg)
     x = torch.zeros(1, 3, *hw)
