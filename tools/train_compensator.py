@@ -1,15 +1,15 @@
 """Train a Token Compensator (ToCom) once, by self-distillation between reduction degrees, on unlabeled images.
 
     python tools/train_compensator.py CONFIG CHECKPOINT --spec SPEC.py --images DIR --work-dir DIR
-        [--steps N] [--batch-size B] [--lr LR] [--shape H W] [--amp] [--resume] [--seed S]
-        [--held-out DIR] [--held-out-count N] [--cfg-options ...]
+        [--steps N] [--batch-size B] [--lr LR] [--shape H W] [--crop H W] [--amp] [--resume] [--seed S]
+        [--held-out DIR] [--held-out-count N] [--publish OUT.pth] [--cfg-options ...]
 
 CONFIG: an mmseg config (a segmentor: KL on per-pixel class distributions; a bare ViT backbone: L1 on its last
 features) or a classifier config (``model = dict(type='TimmVisionTransformer', name=...)``: KL on logits).
 CHECKPOINT: its weights (trusted file). SPEC: a config file with ``degrees`` (the ordered reduction settings,
 degree 0 usually ``None`` = unreduced; each a dict of reducer / reduce_after_layer / restore_after_layer /
 restore_site), ``rank`` (channels per degree step) and ``scale``; see configs/compensators/. Images: every image
-under --images (sub-folders and labels ignored), resized to --shape. Writes WORK_DIR/compensator.pth (the
+under --images (sub-folders and labels ignored), resized to --shape (and randomly cropped to --crop). Writes WORK_DIR/compensator.pth (the
 compensator file) and WORK_DIR/latest.pth (what --resume continues from). With --held-out, the mean divergence
 over every degree pair on those images is printed before and after, with and without the compensator.
 """
@@ -36,12 +36,16 @@ def parse_args(argv=None):
     p.add_argument('--weight-decay', type=float, default=0.05)
     p.add_argument('--temperature', type=float, default=None, help='KL temperature (default: the spec\'s, else 1)')
     p.add_argument('--shape', type=int, nargs=2, help='input H W (default: the config\'s test size)')
+    p.add_argument('--crop', type=int, nargs=2, help='train on random H W crops of the resized images (same scale, '
+                   'fewer tokens, cheaper steps)')
     p.add_argument('--amp', action='store_true', help='bfloat16 autocast (CPU or GPU)')
     p.add_argument('--resume', action='store_true', help='continue from WORK_DIR/latest.pth')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--save-interval', type=int, default=25)
     p.add_argument('--held-out', help='folder of held-out images to measure the divergence on')
     p.add_argument('--held-out-count', type=int, default=8)
+    p.add_argument('--publish', metavar='PATH', help='also write an fp16 copy of the trained compensator to PATH and '
+                   'print its sha256 (for checkpoints/)')
     p.add_argument('--no-progress', action='store_true')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = p.parse_args(argv)
@@ -98,10 +102,16 @@ def main(argv=None):
     t0 = time.perf_counter()
     losses = train_compensator(distill, images, shape, mean, std, args.steps, args.batch_size, args.lr,
                                args.weight_decay, args.seed, args.work_dir, args.resume, args.save_interval,
-                               not args.no_progress)
+                               not args.no_progress, crop=tuple(args.crop) if args.crop else None)
     wall = time.perf_counter() - t0
     print(f'{len(losses)} steps in {wall:.0f} s ({wall / max(len(losses), 1):.2f} s/step); '
           f'wrote {osp.join(args.work_dir, "compensator.pth")}', flush=True)
+    if args.publish:
+        import hashlib
+        comp.save(args.publish, half=True, extra=dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                                      wall_time_s=round(wall)))
+        with open(args.publish, 'rb') as f:
+            print(f'{args.publish}  sha256 {hashlib.sha256(f.read()).hexdigest()}')
     if held is not None:
         after = dict(uncompensated=distill.divergence(held, compensate=False), compensated=distill.divergence(held))
         print('held-out divergence after:', json.dumps(after), flush=True)

@@ -36,15 +36,20 @@ def list_images(folder: str) -> List[str]:
     return files
 
 
-def load_images(paths: Sequence[str], shape: Tuple[int, int], mean, std, flips: Optional[Sequence[bool]] = None):
-    """Images as a normalised (B, 3, H, W) float batch: RGB, resized to ``shape`` (bilinear), (x - mean) / std
-    with mean / std in 0-255 units (RGB order), optionally mirrored."""
+def load_images(paths: Sequence[str], shape: Tuple[int, int], mean, std, flips: Optional[Sequence[bool]] = None,
+                crops: Optional[Sequence[Tuple[int, int, int, int]]] = None):
+    """Images as a normalised (B, 3, H, W) float batch: RGB, resized to ``shape`` (bilinear), optionally cropped
+    (``crops``: (top, left, height, width) per image) and mirrored, (x - mean) / std with mean / std in 0-255 units
+    (RGB order)."""
     from PIL import Image
     batch = []
     for i, p in enumerate(paths):
         with Image.open(p) as im:
             im = im.convert('RGB').resize((shape[1], shape[0]), Image.BILINEAR)
             arr = np.asarray(im, dtype=np.float32)
+        if crops is not None:
+            top, left, h, w = crops[i]
+            arr = arr[top:top + h, left:left + w]
         if flips is not None and flips[i]:
             arr = arr[:, ::-1]
         batch.append(torch.from_numpy(arr.copy()).permute(2, 0, 1))
@@ -128,13 +133,17 @@ def sample_pair(rng: random.Random, num_degrees: int) -> Tuple[int, int]:
 def train_compensator(distill: SelfDistillation, images: Sequence[str], shape, mean, std, steps: int,
                       batch_size: int = 4, lr: float = 1e-3, weight_decay: float = 0.05, seed: int = 0,
                       work_dir: Optional[str] = None, resume: bool = False, save_interval: int = 50,
-                      progress: bool = True, log=print):
+                      progress: bool = True, log=print, crop: Optional[Tuple[int, int]] = None):
     """AdamW with a cosine schedule on the compensator only. Batches and degree pairs are drawn from a generator
     seeded with (seed, step), so a resumed run sees what the uninterrupted one would have. With ``work_dir``:
     ``latest.pth`` (compensator + optimizer + scheduler + step) every ``save_interval`` steps and at the end, and
-    the compensator file ``compensator.pth``. Returns the list of per-step losses of this run."""
+    the compensator file ``compensator.pth``. ``crop``: train on random (h, w) crops of the ``shape``-sized images
+    (same object scale as at test time, fewer tokens: cheaper steps). Returns the list of per-step losses of this
+    run."""
     from ..analysis.timing import progress_bar
     comp = distill.compensator
+    if crop is not None and not (0 < crop[0] <= shape[0] and 0 < crop[1] <= shape[1]):
+        raise ValueError(f'crop {tuple(crop)} must fit in the image shape {tuple(shape)}')
     opt = torch.optim.AdamW(comp.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     start = 0
@@ -165,7 +174,11 @@ def train_compensator(distill: SelfDistillation, images: Sequence[str], shape, m
         rng = random.Random(seed * 1_000_003 + step)
         a, b = sample_pair(rng, comp.num_steps + 1)
         idx = [rng.randrange(len(images)) for _ in range(batch_size)]
-        x = load_images([images[i] for i in idx], shape, mean, std, [rng.random() < 0.5 for _ in idx])
+        crops = None
+        if crop is not None:
+            crops = [(rng.randrange(shape[0] - crop[0] + 1), rng.randrange(shape[1] - crop[1] + 1), *crop)
+                     for _ in idx]
+        x = load_images([images[i] for i in idx], shape, mean, std, [rng.random() < 0.5 for _ in idx], crops)
         loss = distill.loss(x, a, b)
         opt.zero_grad(set_to_none=True)
         loss.backward()
