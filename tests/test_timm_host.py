@@ -199,3 +199,43 @@ def test_flops_of_tome_and_compensator_cost(tmp_path):
     branch.remove()
     apply_compensator(model, comp, 0, 2, mode='fold')
     assert count_model_macs(model, x).total() == total
+
+
+def test_train_compensator_tool_on_a_classifier(tmp_path, capsys):
+    """The CLI end to end on a tiny classifier: trains, resumes, publishes an fp16 compensator that the classifier
+    config then folds."""
+    import importlib.util
+
+    import numpy as np
+    from PIL import Image
+    from mmengine.config import Config
+    spec = importlib.util.spec_from_file_location('train_compensator', osp.join(ROOT, 'tools',
+                                                                                'train_compensator.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    cfg_path = _tiny_cfg(tmp_path)
+    from mmtokred.analysis.models import load_config
+    model = build_classifier(load_config(cfg_path))
+    ckpt = str(tmp_path / 'w.pth')
+    torch.save(model.state_dict(), ckpt)
+    Config(dict(degrees=[None, dict(reducer=dict(type='ToMe', mode='layer', r=2)),
+                         dict(reducer=dict(type='ToMe', mode='layer', r=4))], rank=2, scale=0.1)).dump(
+        str(tmp_path / 'spec.py'))
+    images = tmp_path / 'imgs'
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype='uint8')).save(images / f'{i}.jpg')
+    args = [cfg_path, ckpt, '--spec', str(tmp_path / 'spec.py'), '--images', str(images), '--work-dir',
+            str(tmp_path / 'work'), '--batch-size', '2', '--no-progress', '--held-out', str(images)]
+    assert len(tool.main(args + ['--steps', '3'])) == 3
+    published = str(tmp_path / 'c16.pth')
+    assert len(tool.main(args + ['--steps', '5', '--resume', '--publish', published])) == 2
+    out = capsys.readouterr().out
+    assert 'held-out divergence after' in out and f'{published}  sha256 ' in out
+    folded = build_classifier(load_config(cfg_path, {'reduction.reducer': dict(type='ToMe', mode='layer', r=4),
+                                                     'compensator.checkpoint': published}), ckpt)
+    assert torch.load(published, weights_only=True)['state_dict']['up'].dtype == torch.float16
+    assert list(folded.state_dict()) == list(model.state_dict())
+    with pytest.raises(SystemExit):
+        tool.parse_args(args + ['--steps', '0'])
