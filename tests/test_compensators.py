@@ -252,3 +252,21 @@ def test_training_lowers_held_out_divergence(tmp_path, kind, one_thread):
     more = train_compensator(distill, train, shape, steps=42, batch_size=4, lr=2e-2, work_dir=str(tmp_path / 'work'),
                              resume=True, progress=False, **norm)
     assert len(more) == 2
+
+
+def test_committed_camvid_compensator_fits_its_model():
+    """The compensator trained once on CamVid: checksum, plain tensors, and it attaches to the CamVid model of the
+    config that uses it (width, depth, host and the Token Adapter degrees all match)."""
+    import hashlib
+    path = osp.join(helpers.ROOT, 'checkpoints', 'camvid_segmenter_vit-t_tocom-tokenadapter_fp16.pth')
+    with open(path, 'rb') as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    with open(osp.join(helpers.ROOT, 'checkpoints', 'SHA256SUMS')) as f:
+        assert digest in f.read().split()
+    comp = TokenCompensator.load(path)
+    assert (comp.embed_dims, comp.num_layers, comp.num_steps, comp.host) == (192, 12, 2, 'mmseg.VisionTransformer')
+    assert torch.count_nonzero(comp.delta_weight(0, 2)) > 0
+    cfg = helpers.load_cfg('configs/camvid/segmenter_vit-t_tokenadapter-r0.25_tocom_camvid.py')
+    cfg.model.backbone.compensator.checkpoint = path
+    model = helpers.build_model(cfg)
+    assert (model.backbone.compensator_branch.source, model.backbone.compensator_branch.target) == (0, 2)
