@@ -180,6 +180,9 @@ def train_compensator(distill: SelfDistillation, images: Sequence[str], shape, m
                      for _ in idx]
         x = load_images([images[i] for i in idx], shape, mean, std, [rng.random() < 0.5 for _ in idx], crops)
         loss = distill.loss(x, a, b)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f'step {step}: the distillation loss is {float(loss)} (student degree {a}, '
+                                     f'teacher degree {b}); the last saved state is in {work_dir}')
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
