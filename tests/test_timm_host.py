@@ -239,3 +239,30 @@ def test_train_compensator_tool_on_a_classifier(tmp_path, capsys):
     assert list(folded.state_dict()) == list(model.state_dict())
     with pytest.raises(SystemExit):
         tool.parse_args(args + ['--steps', '0'])
+
+
+@pytest.mark.parametrize('name', ['deit-b16_224', 'deit-b16_224_tome-r8', 'deit-b16_224_tome-r16'])
+def test_classification_configs_build_narrow(name):
+    """The DeiT configs build (32 channels instead of 768, so that one forward is cheap) with timm's state dict."""
+    from mmtokred.analysis.models import load_config
+    cfg = load_config(osp.join(ROOT, 'configs', 'classification', f'{name}.py'),
+                      {'model.embed_dim': 32, 'model.num_heads': 2})
+    model = build_classifier(cfg)
+    upstream = timm.create_model('deit_base_patch16_224', pretrained=False, embed_dim=32, num_heads=2)
+    assert {k: v.shape for k, v in model.state_dict().items()} == \
+           {k: v.shape for k, v in upstream.state_dict().items()}
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 224, 224)).shape == (1, 1000)
+
+
+def test_compensator_specs_list_valid_degrees():
+    import glob
+
+    from mmengine.config import Config
+
+    from mmtokred.compensators import canonical_setting
+    for path in glob.glob(osp.join(ROOT, 'configs', 'compensators', '*.py')):
+        spec = Config.fromfile(path)
+        canon = [canonical_setting(d, 12) for d in spec.degrees]
+        assert canon[0] is None and all(c is not None for c in canon[1:]), path
+        assert len({str(c) for c in canon}) == len(canon), path          # distinct degrees
