@@ -4,12 +4,15 @@
 ported models (MaskDINO, in mmdet's registry) in the OpenMMLab registries. ``mmtokred.reducers`` alone needs
 nothing but PyTorch. The known import-time warnings of OpenMMLab (``mmtokred.utils.warnings``) are silenced during
 this import only.
+
+``mmtokred.compensators`` holds the Token Compensator (ToCom), a plug-in that compensates a model for running at
+another reduction degree. The timm classification host (``mmtokred.hosts.timm_vit``) is imported on use (timm).
 """
 from .reducers import REDUCERS, Reduction, TokenReducer, build_reducer  # noqa: F401
 from .utils.warnings import quiet_imports
 from .version import __version__  # noqa: F401
 
 with quiet_imports():
-    from . import datasets, engine, hosts, models  # noqa: F401,E402  (registers into the OpenMMLab registries)
+    from . import compensators, datasets, engine, hosts, models  # noqa: F401,E402  (registers into the registries)
 from .hosts import (ReducedVisionTransformer, TokenReductionEncoderDecoder, TokenReductionHook,  # noqa: F401,E402
                     insert_token_reduction)

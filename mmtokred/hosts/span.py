@@ -96,7 +96,8 @@ def span_phase(index: int, last_full: int, last_reduced: int) -> str:
 
 
 def check_capabilities(reducer, host: str, provides_importance: bool, needs_grid: bool = False,
-                       supports_sub_block: bool = True, why_no_importance: str = ''):
+                       supports_sub_block: bool = True, why_no_importance: str = '',
+                       supports_per_block: bool = False):
     """Refuse a reducer whose declared needs this host cannot meet (``host`` names it in the message)."""
     name = type(reducer).__name__
     if reducer.needs_importance and not provides_importance:
@@ -107,3 +108,6 @@ def check_capabilities(reducer, host: str, provides_importance: bool, needs_grid
                          'same k x k): use TokenAdapter, Expediting or Pooling')
     if reducer.per_sub_block and not supports_sub_block:
         raise ValueError(f"{name} in sub-block mode is not supported on {host}: use mode='span' or a grid reducer")
+    if reducer.per_block and not supports_per_block:
+        raise ValueError(f'{name} merges inside every block, which only a host that drives it does (the timm '
+                         f"classification host); {host} is not one: use mode='span' or 'sub_block'")

@@ -85,6 +85,8 @@ class TokenReducer(nn.Module):
       ViT layer, for EViT / MSTM / Token Adapter ``importance='attention'``); hosts that have none refuse it.
     * ``per_sub_block``: True if the host must apply the reducer around every sub-block (attention, MLP) of the
       span instead of once (ToMe ``mode='sub_block'``, the papers' ToMe baseline).
+    * ``per_block``: True if the host itself must merge inside every block (ToMe ``mode='layer'``, ToMe's
+      classification form with size tracking and proportional attention); only hosts that drive it accept it.
     * ``supports_valid``: True if a ``valid`` mask is honoured (padded tokens never enter importance, matching or
       clustering). Reducers without it refuse a mask with False entries.
     """
@@ -93,6 +95,7 @@ class TokenReducer(nn.Module):
     returns_grid: bool = True
     needs_importance: bool = False
     per_sub_block: bool = False
+    per_block: bool = False
     supports_valid: bool = True
 
     def forward(self, x: Tensor, importance: Optional[Tensor] = None, valid: Optional[Tensor] = None) -> Reduction:

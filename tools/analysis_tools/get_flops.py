@@ -7,7 +7,9 @@ Counts attention (explicit or SDPA), multi-scale deformable attention and every 
 ``mmtokred/analysis/flops.py`` for the formula of each counted op. mmseg and mmdet models alike. The input is one
 image of the given shape (default: the config's test crop). Whole model = the tensor forward (backbone, neck,
 head; no post-processing). ``--backbone-only`` counts the backbone alone, on 1152 x 1152 unless ``--shape`` is
-given: the papers' Swin protocol.
+given: the papers' Swin protocol. Classifier configs (``model = dict(type='TimmVisionTransformer', ...)``,
+configs/classification/) count the whole classifier, and a compensator in branch mode
+(``--cfg-options compensator.mode=branch``) is counted too (0 when folded).
 """
 import argparse
 import os.path as osp
@@ -37,6 +39,13 @@ def measure(config, shape=None, cfg_options=None, backbone_only=False, progress=
                                           load_config, tensor_forward)
     from mmtokred.analysis.timing import stage
     cfg = load_config(config, cfg_options)
+    if cfg.model.get('type') == 'TimmVisionTransformer':
+        from mmtokred.hosts.timm_vit import build_classifier
+        hw = input_shape(cfg, shape) if shape else (cfg.data.crop, cfg.data.crop)
+        with stage(f'building {osp.basename(config)}', progress):
+            model = build_classifier(cfg)
+        with stage(f'counting one {hw[0]}x{hw[1]} forward', progress):
+            return hw, count_model_macs(model, torch.zeros(1, 3, *hw))
     hw = input_shape(cfg, shape or (BACKBONE_PROTOCOL_SHAPE if backbone_only else None))
     with stage(f'building {osp.basename(config)}', progress):
         model = build_model(cfg)
