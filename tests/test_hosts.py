@@ -255,3 +255,20 @@ def test_input_downsampling_baseline():
     with pytest.raises(ValueError, match='input_scale'):
         helpers.build_model(helpers.load_cfg(TINY, **{'model.type': 'TokenReductionEncoderDecoder',
                                                       'model.input_scale': 1.5}))
+
+
+@pytest.mark.parametrize('mode,calls_per_layer', [('sub_block', 2), ('mlp', 1)])
+def test_tome_sub_block_modes_reduce_the_declared_sub_blocks(mode, calls_per_layer):
+    """'sub_block' (Expediting's baseline) merges around attention and MLP, 'mlp' (ToCom's dense variant, Tab. 11)
+    around the MLP only: one reducer call per declared sub-block of every layer of the span."""
+    upstream = build_backbone(tiny_backbone_cfg())
+    reduced = build_backbone(tiny_backbone_cfg(type='ReducedVisionTransformer', reduce_after_layer=2,
+                                               reducer=dict(type='ToMe', ratio=0.4, mode=mode)))
+    reduced.load_state_dict(upstream.state_dict())
+    calls = []
+    reduced.token_reducer.register_forward_hook(lambda m, i, o: calls.append(o.tokens.shape[1]))
+    x = torch.randn(2, 3, 64, 80)
+    with torch.no_grad():
+        out, ref = reduced(x), upstream(x)
+    assert len(calls) == 3 * calls_per_layer and set(calls) == {80 - 32}     # layers 3-5; 80 tokens, 40% merged
+    assert torch.equal(out[0], ref[0]) and not torch.allclose(out[1], ref[1])

@@ -21,11 +21,13 @@ import torch
 import torch.nn.functional as F
 
 from ..analysis.phases import BACKBONE_FULL, BACKBONE_REDUCED, REDUCE, phase
-from ..reducers import ToMe, bipartite_soft_matching, build_reducer
+from ..reducers import bipartite_soft_matching, build_reducer
+from .span import ReductionStack, check_capabilities
 
 
 def _block_r(reducer, depth):
-    return reducer.layer_r(depth) if isinstance(reducer, ToMe) and reducer.mode == 'layer' else None
+    """r per block for a reducer that merges inside every block (declared ``per_block``), else None."""
+    return reducer.layer_r(depth) if reducer.per_block else None
 
 
 def configure_timm_reduction(model, reducer=None, reduce_after_layer: Optional[int] = None):
@@ -45,13 +47,13 @@ def configure_timm_reduction(model, reducer=None, reduce_after_layer: Optional[i
     reducer = build_reducer(reducer)
     per_block = None
     if reducer is not None:
-        if reducer.needs_attention:
-            raise ValueError(f'{type(reducer).__name__} ranks tokens by cls attention, which this host does not '
-                             'provide; supported here: ToMe (mode=layer), TokenAdapter, Expediting, Pooling')
+        check_capabilities(reducer, 'the timm classification host', provides_importance=False,
+                           supports_sub_block=False, supports_per_block=True)
         per_block = _block_r(reducer, depth)
         if per_block is None:
-            if isinstance(reducer, ToMe):
-                raise ValueError("on a timm classifier ToMe runs in every block: use mode='layer' with r")
+            if not reducer.returns_grid:
+                raise ValueError(f'{type(reducer).__name__} returns a token set: on a timm classifier ToMe runs in '
+                                 "every block: use mode='layer' with r; other reducers must return a grid")
             if not isinstance(reduce_after_layer, int) or isinstance(reduce_after_layer, bool) or \
                     not -1 <= reduce_after_layer < depth - 1:
                 raise ValueError(f'reduce_after_layer must be an integer in [-1, {depth - 2}] for this {depth}-block '
@@ -104,9 +106,8 @@ def _reduce_grid(reducer, x, n_prefix, grid):
     B, N, C = tokens.shape
     if N != grid[0] * grid[1]:
         raise ValueError(f'expected {grid[0]}x{grid[1]} patch tokens, got {N}')
-    with phase(REDUCE):
-        reduction = reducer(tokens.reshape(B, grid[0], grid[1], C))
-        return torch.cat([x[:, :n_prefix], reduction.tokens], 1)
+    reduced = ReductionStack(reducer, grid).reduce(tokens)    # phase, fp32 under autocast
+    return torch.cat([x[:, :n_prefix], reduced], 1)
 
 
 def attention_with_keys(attn, x, size=None):

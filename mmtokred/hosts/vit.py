@@ -153,12 +153,16 @@ class ReducedVisionTransformer(VisionTransformer):
         return self.token_reducer is not None and self.token_reducer.enabled
 
     def _sub_block_layer(self, layer, x, n_extra, grid):
-        """One encoder layer with the reducer applied around its attention and around its MLP (the papers' ToMe
-        baseline): the LayerNorm'd input of each sub-block is reduced, the sub-block runs on it, its output (no
-        residual) is restored and added. Extra tokens are never reduced."""
+        """One encoder layer with the reducer applied around its attention and / or its MLP (the reducer's declared
+        ``sub_blocks``: the papers' ToMe baseline reduces both, ToCom's dense variant the MLP only): the LayerNorm'd
+        input of the sub-block is reduced, the sub-block runs on it, its output (no residual) is restored and
+        added. Extra tokens are never reduced."""
         zero = x.new_zeros(())
-        for norm, block in ((layer.norm1, layer.attn), (layer.norm2, layer.ffn)):
+        for name, norm, block in (('attention', layer.norm1, layer.attn), ('mlp', layer.norm2, layer.ffn)):
             y = norm(x)
+            if name not in self.token_reducer.sub_blocks:
+                x = x + block(y, identity=zero)
+                continue
             stack = ReductionStack(self.token_reducer, grid)
             reduced = stack.reduce(y[:, n_extra:])
             z = block(torch.cat([y[:, :n_extra], reduced], 1), identity=zero)

@@ -95,6 +95,7 @@ class TokenReducer(nn.Module):
     returns_grid: bool = True
     needs_importance: bool = False
     per_sub_block: bool = False
+    sub_blocks: tuple = ('attention', 'mlp')     # which sub-blocks, when per_sub_block
     per_block: bool = False
     supports_valid: bool = True
 

@@ -93,8 +93,10 @@ class ToMe(TokenReducer):
     Args:
         ratio: share of the current tokens merged per matching, in [0, 0.5] (bipartite matching can remove at
             most half). 0 disables it. Not used by ``mode='layer'``.
-        mode: 'span' (merge once, unmerge at the restore site), 'sub_block' (Expediting's ToMe baseline) or
-            'layer' (ToMe's classification form, driven by the timm host).
+        mode: 'span' (merge once, unmerge at the restore site), 'sub_block' (Expediting's ToMe baseline: around
+            the attention and the MLP of every layer of the span), 'mlp' (ToCom's dense variant, its Tab. 11: merge
+            before every MLP of the span, unmerge after it) or 'layer' (ToMe's classification form, driven by the
+            timm host).
         rounds: 'span' mode only: number of successive matchings (each removes ``ratio`` of what is left), so a
             span can be reduced by more than half. Unmerging undoes them in reverse order.
         r: 'layer' mode only (required there): tokens merged in every block, an int >= 0 or a list with one int
@@ -108,7 +110,7 @@ class ToMe(TokenReducer):
     def __init__(self, ratio: float = 0.5, mode: str = 'span', rounds: int = 1, r=None, prop_attn: bool = True):
         super().__init__()
         self.ratio = check_ratio('ratio', ratio, 0.0, 0.5, high_inclusive=True)
-        self.mode = check_choice('mode', mode, ('span', 'sub_block', 'layer'))
+        self.mode = check_choice('mode', mode, ('span', 'sub_block', 'mlp', 'layer'))
         self.rounds = check_int('rounds', rounds, 1)
         self.prop_attn = check_choice('prop_attn', prop_attn, (True, False))
         if mode == 'layer':
@@ -124,10 +126,11 @@ class ToMe(TokenReducer):
                 raise ValueError(f"ToMe r (tokens per block) is for mode='layer'; mode={mode!r} takes ratio")
             self.r = None
             self.enabled = self.ratio > 0
-        self.per_sub_block = self.mode == 'sub_block'
+        self.per_sub_block = self.mode in ('sub_block', 'mlp')
+        self.sub_blocks = ('attention', 'mlp') if self.mode == 'sub_block' else ('mlp',)
         self.per_block = self.mode == 'layer'
         if self.per_sub_block and self.rounds != 1:
-            raise ValueError(f"ToMe: rounds applies to mode='span' only, got rounds={rounds} with mode='sub_block'")
+            raise ValueError(f"ToMe: rounds applies to mode='span' only, got rounds={rounds} with mode={mode!r}")
 
     def extra_repr(self):
         if self.mode == 'layer':
