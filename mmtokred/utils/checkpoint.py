@@ -14,9 +14,16 @@ def allow_trusted_checkpoints():
 
 def load_trusted_checkpoint(model, filename, map_location='cpu', strict=True):
     """Load a trusted checkpoint into ``model`` (strict by default: any missing, unexpected or mismatched key is an
-    error). Returns the checkpoint dict."""
+    error). ``filename`` is a local file or any scheme of mmengine's ``CheckpointLoader`` (e.g. mmtokred's
+    ``dinov2://HEAD.pth``). Returns the checkpoint dict."""
+    import os.path as osp
+
     import torch
-    ckpt = torch.load(filename, map_location=map_location, weights_only=False)
+    if osp.isfile(filename):
+        ckpt = torch.load(filename, map_location=map_location, weights_only=False)
+    else:
+        from mmengine.runner import CheckpointLoader
+        ckpt = CheckpointLoader.load_checkpoint(filename, map_location=map_location)
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
     model.load_state_dict(state, strict=strict)
     return ckpt
