@@ -86,4 +86,8 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    from mmtokred.pretrained import MissingPretrainedError
+    try:
+        main()
+    except MissingPretrainedError as e:   # a missing / wrong pretrained wheel: one line saying what to install
+        sys.exit(f'error: {e}')

@@ -42,6 +42,8 @@ def parse_args(argv=None):
     p.add_argument('--flip', action='store_true', help='also cache the mirrored training images')
     p.add_argument('--train-stride', type=int, default=1,
                    help='use every k-th training image (to fit the feature extraction into a CPU budget)')
+    p.add_argument('--train-images', type=int, default=None, help='at most this many of them')
+    p.add_argument('--val-stride', type=int, default=1, help='validate on every k-th validation image')
     p.add_argument('--cache-only', action='store_true', help='cache the features and stop')
     p.add_argument('--crop-tokens', type=int, nargs=2, default=None, metavar=('H', 'W'),
                    help='random token-grid window per sample (default: the whole grid)')
@@ -72,32 +74,39 @@ def dataset(cfg, split_loader):
     return DATASETS.build(ds_cfg)
 
 
-def cache_features(model, ds, out_dir, prefix, flip, desc, stride=1):
-    """Run the backbone over every ``stride``-th image of ``ds`` and store {feat: (C, h, w) fp16, label: (H, W)
-    uint8, img_shape} per image; returns the files of those images."""
+def cache_features(model, ds, out_dir, prefix, flip, desc, indices):
+    """Run the backbone over the images ``indices`` of ``ds`` and store {feat: (C, h, w) fp16, label: (H, W) uint8,
+    img_shape} per image; returns their files. Several runs may share the work: an image is claimed with a
+    ``.lock`` file (delete the locks a killed run left behind), and the files claimed by another run are waited for."""
     from mmtokred.analysis.timing import progress_bar
     os.makedirs(out_dir, exist_ok=True)
     variants = [False, True] if flip else [False]
-    wanted = [(i, f) for i in range(0, len(ds), stride) for f in variants]
-    todo = [(i, f) for i, f in wanted
-            if not osp.isfile(osp.join(out_dir, f'{prefix}_{i:04d}{"_flip" if f else ""}.pt'))]
+    wanted = [(i, f, osp.join(out_dir, f'{prefix}_{i:04d}{"_flip" if f else ""}.pt')) for i in indices
+              for f in variants]
+    todo = [w for w in wanted if not osp.isfile(w[2])]
     bar = progress_bar(len(todo), True, desc, 'img')
     with torch.no_grad():
-        for i, flipped in todo:
-            data = model.data_preprocessor(
-                {k: [v] for k, v in ds[i].items()}, False)
+        for i, flipped, path in todo:
+            try:
+                os.close(os.open(path + '.lock', os.O_CREAT | os.O_EXCL))
+            except FileExistsError:   # another run is on it
+                continue
+            data = model.data_preprocessor({k: [v] for k, v in ds[i].items()}, False)
             inputs, sample = data['inputs'], data['data_samples'][0]
             label = sample.gt_sem_seg.data[0]
             if flipped:
                 inputs, label = inputs.flip(-1), label.flip(-1)
             feat = model.extract_feat(inputs)[-1][0]
-            name = f'{prefix}_{i:04d}{"_flip" if flipped else ""}.pt'
-            torch.save(dict(feat=feat.half(), label=label.to(torch.uint8),
-                            img_shape=tuple(sample.img_shape)), osp.join(out_dir, name + '.tmp'))
-            os.replace(osp.join(out_dir, name + '.tmp'), osp.join(out_dir, name))
+            torch.save(dict(feat=feat.half(), label=label.to(torch.uint8), img_shape=tuple(sample.img_shape)),
+                       path + '.tmp')
+            os.replace(path + '.tmp', path)
+            os.remove(path + '.lock')
             bar.update(1)
     bar.close()
-    return [osp.join(out_dir, f'{prefix}_{i:04d}{"_flip" if f else ""}.pt') for i, f in wanted]
+    for _, _, path in wanted:
+        while not osp.isfile(path):
+            time.sleep(5)
+    return [w[2] for w in wanted]
 
 
 def crop_window(feat, label, crop, gen):
@@ -156,9 +165,11 @@ def main(argv=None):
     model = build(cfg)
     feat_dir = osp.join(args.work_dir, 'features')
     train_ds, val_ds = dataset(cfg, 'train_dataloader'), dataset(cfg, 'val_dataloader')
-    train_files = cache_features(model, train_ds, feat_dir, 'train', args.flip, 'train features', args.train_stride)
-    val_files = cache_features(model, val_ds, feat_dir, 'val', False, 'val features')
+    train_idx = list(range(0, len(train_ds), args.train_stride))[:args.train_images]
+    val_idx = list(range(0, len(val_ds), args.val_stride))
+    train_files = cache_features(model, train_ds, feat_dir, 'train', args.flip, 'train features', train_idx)
     if args.cache_only:
+        cache_features(model, val_ds, feat_dir, 'val', False, 'val features', val_idx)
         return
     num_classes = len(val_ds.metainfo['classes'])
     train = [torch.load(f, weights_only=True) for f in train_files]
@@ -202,6 +213,8 @@ def main(argv=None):
         bar.set_postfix(loss=f'{sum(losses[-20:]) / len(losses[-20:]):.3f}')
         done = it + 1
         if done % args.val_interval == 0 or done == args.iters:
+            # validation features are cached on first use (a concurrent --cache-only run may have made them)
+            val_files = cache_features(model, val_ds, feat_dir, 'val', False, 'val features', val_idx)
             miou = evaluate(head, val_files, num_classes)
             with open(curve_path, 'a', newline='') as f:
                 csv.writer(f).writerow([done, f'{sum(losses) / len(losses):.4f}', f'{miou:.2f}',
@@ -220,4 +233,8 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    from mmtokred.pretrained import MissingPretrainedError
+    try:
+        main()
+    except MissingPretrainedError as e:   # a missing / wrong pretrained wheel: one line saying what to install
+        sys.exit(f'error: {e}')
