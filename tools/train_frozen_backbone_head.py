@@ -1,19 +1,22 @@
 """Train a segmentor's decode head on a frozen backbone, from cached backbone features (cheap on a CPU).
 
     python tools/train_frozen_backbone_head.py configs/camvid/segmenter_vit-s14-dinov2_camvid.py \
-        --work-dir work_dirs/dinov2_head [--iters 2000] [--batch-size 8] [--lr 1e-3] [--flip]
+        --work-dir work_dirs/dinov2_head [--iters 300] [--batch-size 4] [--crop-tokens 24 32] [--lr 1.5e-3] \
+        [--train-stride 6] [--train-images 32] [--val-stride 3] [--flip] [--threads 1]
     # interrupted? the same command resumes (cached features are kept, training restarts from last.pth)
+    # more CPU processes: start the same command with --cache-only beside it; they share the images to cache
 
-1. Features: the backbone (with its ``init_cfg`` weights, e.g. ``dinov2://``) runs once over the training and
-   validation images with the config's *test* pipeline (training images at test scale; ``--flip`` adds the
-   mirrored training images), and ``extract_feat`` is stored in fp16 under WORK_DIR/features (one file per image;
-   existing files are skipped, so an interrupted run resumes).
+1. Features: the backbone (with its ``init_cfg`` weights, e.g. ``dinov2://``) runs once over the chosen training
+   images (every ``--train-stride``-th, at most ``--train-images``) and validation images (every
+   ``--val-stride``-th) with the config's *test* pipeline (training images at test scale; ``--flip`` adds the
+   mirrored training images); ``extract_feat`` is stored in fp16 under WORK_DIR/features, one file per image.
+   Existing files are skipped, so an interrupted run resumes; validation features are made when first needed.
 2. Head: AdamW with linear warm-up and poly decay; each step takes a batch of cached features, a random window of
    the token grid (``--crop-tokens``; the label map cropped to the same window), and the head's own
-   ``loss_by_feat`` (the config's loss, ignore index and up-sampling). Checkpoints (head, optimizer, iteration)
-   go to WORK_DIR/last.pth every ``--val-interval`` iterations, with the validation mIoU computed exactly as the
-   full model's test does (logits resized to the input, then to the original image) on the cached validation
-   features; the curve goes to WORK_DIR/curve.csv.
+   ``loss_by_feat`` (the config's loss, ignore index and up-sampling). Every ``--val-interval`` iterations:
+   WORK_DIR/last.pth (head, optimizer, iteration, random state) and the validation mIoU, computed exactly as the
+   full model's whole-image test does (logits resized to the input, then to the original image) on the cached
+   validation features; the curve goes to WORK_DIR/curve.csv.
 3. WORK_DIR/head_iter_N.pth holds only ``decode_head.*`` (and the dataset meta): publish it with
    ``tools/model_converters/publish_model.py ... --fp16`` and load it as ``dinov2://`` + its path.
 """
