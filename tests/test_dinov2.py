@@ -126,3 +126,20 @@ def test_published_camvid_model_loads_strictly(tmp_path):
     with pytest.raises(ValueError, match='holds backbone weights'):
         torch.save(ckpt, tmp_path / 'full.pth')
         CheckpointLoader.load_checkpoint(pretrained.SCHEME + str(tmp_path / 'full.pth'))
+
+
+def test_head_training_crop_takes_the_label_under_the_token_window():
+    spec_tool = importlib.util.spec_from_file_location(
+        'train_frozen_backbone_head', osp.join(helpers.ROOT, 'tools', 'train_frozen_backbone_head.py'))
+    tool = importlib.util.module_from_spec(spec_tool)
+    spec_tool.loader.exec_module(tool)
+    h, w, sy, sx = 6, 8, 10, 10   # a 6 x 8 token grid over a 60 x 80 label map
+    token_id = torch.arange(h * w).reshape(h, w)
+    feat = token_id[None].float().expand(3, h, w)
+    label = token_id.repeat_interleave(sy, 0).repeat_interleave(sx, 1)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        f, lab = tool.crop_window(feat, label, (3, 4), gen)
+        assert f.shape == (3, 3, 4) and lab.shape == (3 * sy, 4 * sx)
+        # every label pixel lies under the token it came from
+        assert torch.equal(lab, f[0].long().repeat_interleave(sy, 0).repeat_interleave(sx, 1))

@@ -17,8 +17,8 @@ _ta = dict(type='TokenAdapter', unique_ratio_h=0.1, unique_ratio_w=0.05, eject_m
 _ta_paper = dict(_ta, eject_mode='m-threshold', threshold=0.02)
 _expedit = dict(type='Expediting', locality=5, iterations=5, temperature=0.02, topk=20)
 methods = [
-    dict(name='Token Adapter (after 2, logits)', model=_backbone(2, _ta),
-         points=[dict(r_h=0.22, r_w=0.22), dict(r_h=0.35, r_w=0.35)]),
+    dict(name='Token Adapter (after 0, logits)', model=_backbone(0, _ta),
+         points=[dict(r_h=0.2, r_w=0.15), dict(r_h=0.25, r_w=0.25)]),
     dict(name='Token Adapter (paper: after 3, features, m-threshold)', model=_backbone(3, _ta_paper, restore_after=11),
          points=[dict(r_h=0.28, r_w=0.28), dict(r_h=0.5, r_w=0.5)]),
     dict(name='Expediting (after 3)', model=_backbone(3, _expedit),
