@@ -24,7 +24,8 @@ test_dataloader = val_dataloader
 
 model = dict(
     pretrained=None,
-    data_preprocessor=dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375]),   # ImageNet (DINOv2)
+    data_preprocessor=dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],   # ImageNet (DINOv2)
+                           size={{_base_.crop_size}}),   # pads training crops; test images keep their size
     backbone=dict(img_size=518, patch_size=14, embed_dims=384, num_layers=12, num_heads=6, mlp_ratio=4,
                   patch_bias=True, drop_path_rate=0.0, frozen_exclude=[],   # frozen: only the head is trained
                   init_cfg=dict(type='Pretrained', checkpoint='dinov2://')),
@@ -36,3 +37,24 @@ model = dict(
                                       class_weight=[0.528, 0.449, 2.188, 0.386, 1.0, 0.650, 1.961, 1.405, 0.888,
                                                     2.525, 2.976])),
     test_cfg=dict(mode='whole'))
+
+# The schedule of the published head, for mmseg's own loop (`tools/train.py`, backbone frozen, features recomputed
+# every iteration); tools/train_frozen_backbone_head.py runs the same optimizer on cached features instead.
+max_iters = 300
+optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1.5e-3, betas=(0.9, 0.999),
+                                                          weight_decay=0.01))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-2, by_epoch=False, begin=0, end=30),
+    dict(type='PolyLR', power=1.0, eta_min=1e-6, by_epoch=False, begin=30, end=max_iters),
+]
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=20, log_metric_by_epoch=False),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=100, max_keep_ckpts=2),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    visualization=dict(type='SegVisualizationHook'))
+randomness = dict(seed=0)
