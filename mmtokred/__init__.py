@@ -14,5 +14,8 @@ from .version import __version__  # noqa: F401
 
 with quiet_imports():
     from . import compensators, datasets, engine, hosts, models  # noqa: F401,E402  (registers into the registries)
+from .pretrained import register_checkpoint_scheme  # noqa: E402  (dinov2:// checkpoints)
 from .hosts import (ReducedVisionTransformer, TokenReductionEncoderDecoder, TokenReductionHook,  # noqa: F401,E402
                     insert_token_reduction)
+
+register_checkpoint_scheme()

@@ -97,4 +97,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(run_cli(main))
+    sys.exit(run_cli(main))     # one line per error, a missing pretrained wheel included

@@ -68,9 +68,16 @@ def check_checkpoint_fits(model, ckpt, filename: str = 'the checkpoint', remedy:
 
 def load_trusted_checkpoint(model, filename, map_location='cpu', strict=True, remedy: str = RELAX_IN_PYTHON):
     """Load a trusted checkpoint into ``model`` (strict by default: any missing, unexpected or mismatched key is a
-    one-line :class:`CheckpointMismatch` ending with ``remedy``). Returns the checkpoint dict."""
+    one-line :class:`CheckpointMismatch` ending with ``remedy``). ``filename`` is a local file or any scheme of
+    mmengine's ``CheckpointLoader`` (e.g. mmtokred's ``dinov2://HEAD.pth``). Returns the checkpoint dict."""
+    import os.path as osp
+
     import torch
-    ckpt = torch.load(filename, map_location=map_location, weights_only=False)
+    if osp.isfile(filename):
+        ckpt = torch.load(filename, map_location=map_location, weights_only=False)
+    else:
+        from mmengine.runner import CheckpointLoader
+        ckpt = CheckpointLoader.load_checkpoint(filename, map_location=map_location)
     if strict:
         check_checkpoint_fits(model, ckpt, filename, remedy)
     state = {MODULE_PREFIX.sub('', k): v for k, v in checkpoint_state_dict(ckpt).items()}

@@ -273,4 +273,4 @@ def main(argv=None):
 
 if __name__ == '__main__':
     from mmtokred.utils import run_cli
-    sys.exit(run_cli(main))
+    sys.exit(run_cli(main))     # one line per error, a missing pretrained wheel included

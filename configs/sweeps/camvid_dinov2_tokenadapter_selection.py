@@ -1,0 +1,28 @@
+# Choosing the Token Adapter's settings for the DINOv2 ViT-S/14 CamVid model on *training* images (never on val),
+# two training images the head was not trained on (it used every 6th image from 0):
+#   python tools/analysis_tools/sweep.py configs/camvid/segmenter_vit-s14-dinov2_camvid.py \
+#       dinov2://checkpoints/camvid_segmenter_vit-s14-dinov2_head_fp16.pth \
+#       --spec configs/sweeps/camvid_dinov2_tokenadapter_selection.py --out-dir work_dirs/camvid_dinov2_ta_selection \
+#       --shape 504 672 --repeat-times 1 --warmup 0 --cfg-options test_dataloader.dataset.data_prefix.img_path=train \
+#       test_dataloader.dataset.data_prefix.seg_map_path=trainannot "test_dataloader.dataset.indices=[99,291]"
+# Candidates at the ~35% cut (this CPU allowed four): insertion layer with the logits restored, and the paper's
+# design (mid-network injection, features restored) with its m-threshold ejector or `max`; the ~50% point of the
+# sweep scales the winner's ratios.
+def _ta(name, reduce_after, points, restore_after=None, **reducer):
+    backbone = dict(type='ReducedVisionTransformer', reduce_after_layer=reduce_after,
+                    reducer=dict(type='TokenAdapter', unique_ratio_h=0.1, unique_ratio_w=0.05, eject_mode='max'))
+    backbone['reducer'].update(reducer)
+    if restore_after is None:  # the head runs on the reduced grid, the class logits are restored
+        backbone['restore_site'] = 'head'
+        return dict(name=name, model=dict(type='TokenReductionEncoderDecoder', backbone=backbone), points=points)
+    backbone['restore_after_layer'] = restore_after
+    return dict(name=name, model=dict(backbone=backbone), points=points)
+
+
+methods = [
+    _ta('TA after 0, logits', 0, [dict(r_h=0.17, r_w=0.15)]),
+    _ta('TA after 2, logits', 2, [dict(r_h=0.22, r_w=0.22)]),
+    _ta('TA after 3, features, m-threshold 0.02', 3, [dict(r_h=0.28, r_w=0.28)], restore_after=11,
+        eject_mode='m-threshold', threshold=0.02),
+    _ta('TA after 3, features, max', 3, [dict(r_h=0.28, r_w=0.28)], restore_after=11),
+]
