@@ -389,3 +389,13 @@ def test_padding_never_enters_a_grid_reduction(make):
     torch.testing.assert_close(a.tokens[keep], b.tokens[keep])
     y = torch.randn(a.tokens.shape)
     torch.testing.assert_close(a.restore(y)[valid], b.restore(y)[valid])
+
+
+def test_expediting_dense_restore_equals_the_top_k_gather():
+    """With k a large share of the clusters the restore is one dense matmul: the same weighted sum."""
+    x = smooth_tokens(2, 12, 12, 16).double()
+    dense = Expediting(cluster_grid=8, topk=60, locality=11)(x)
+    y = torch.randn(2, 64, 5, dtype=torch.float64)
+    idx, weight = reconstruction_weights(x.reshape(2, 144, 16), dense.tokens, 60, 0.02, 'l2')
+    gathered = (weight[..., None] * y.gather(1, idx.reshape(2, -1, 1).expand(-1, -1, 5)).view(2, 144, 60, 5)).sum(2)
+    torch.testing.assert_close(dense.restore(y), gathered.view(2, 12, 12, 5), rtol=1e-12, atol=1e-12)
