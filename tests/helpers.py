@@ -48,3 +48,19 @@ def load_tool(path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def tiny_ade_and_checkpoint(tmp, num=3, config='configs/tiny/segmenter_tiny_ade.py', meta=None, seed=0):
+    """A tiny generated ADE20K folder under ``tmp`` and a checkpoint of ``config``'s model (random weights, seeded)
+    saved as ``tmp/tiny.pth`` with ``meta``. Returns (data folder, checkpoint path, state dict)."""
+    import sys
+
+    import torch
+    sys.path.insert(0, osp.join(ROOT, 'tools', 'dataset_converters'))
+    from make_tiny_data import make_tiny_ade
+    data = make_tiny_ade(str(tmp / 'tiny_ade'), num=num, size=(128, 96))
+    torch.manual_seed(seed)
+    state = build_model(load_cfg(config)).state_dict()
+    ckpt = str(tmp / 'tiny.pth')
+    torch.save(dict(state_dict=state, meta=meta or dict()), ckpt)
+    return data, ckpt, state

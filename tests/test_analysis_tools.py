@@ -2,7 +2,6 @@
 import csv
 import importlib.util
 import os.path as osp
-import sys
 
 import pytest
 import torch
@@ -20,14 +19,8 @@ def tool(name):
 
 @pytest.fixture(scope='module')
 def tiny(tmp_path_factory):
-    sys.path.insert(0, osp.join(ROOT, 'tools', 'dataset_converters'))
-    from make_tiny_data import make_tiny_ade
     tmp = tmp_path_factory.mktemp('analysis')
-    data = make_tiny_ade(str(tmp / 'tiny_ade'), num=2, size=(128, 96))
-    torch.manual_seed(0)
-    model = helpers.build_model(helpers.load_cfg(TINY))
-    ckpt = str(tmp / 'tiny.pth')
-    torch.save(dict(state_dict=model.state_dict(), meta=dict()), ckpt)
+    data, ckpt, _ = helpers.tiny_ade_and_checkpoint(tmp, num=2, config=TINY)
     return data, ckpt, tmp
 
 

@@ -25,14 +25,8 @@ tool = helpers.load_tool
 
 @pytest.fixture(scope='module')
 def tiny(tmp_path_factory):
-    sys.path.insert(0, osp.join(ROOT, 'tools', 'dataset_converters'))
-    from make_tiny_data import make_tiny_ade
     tmp = tmp_path_factory.mktemp('cli')
-    data = make_tiny_ade(str(tmp / 'tiny_ade'), num=3, size=(128, 96))
-    torch.manual_seed(0)
-    state = helpers.build_model(helpers.load_cfg(TINY)).state_dict()
-    ckpt = str(tmp / 'tiny.pth')
-    torch.save(dict(state_dict=state, meta=dict()), ckpt)
+    data, ckpt, state = helpers.tiny_ade_and_checkpoint(tmp, num=3, config=TINY)
     other = str(tmp / 'other_dataset.pth')    # the same model trained on a 19-class dataset
     torch.save(dict(state_dict={k: (v[:, :19] if k == 'decode_head.cls_emb' else
                                     v[:19] if k.startswith('decode_head.mask_norm') else v)
