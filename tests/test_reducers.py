@@ -399,3 +399,17 @@ def test_expediting_dense_restore_equals_the_top_k_gather():
     idx, weight = reconstruction_weights(x.reshape(2, 144, 16), dense.tokens, 60, 0.02, 'l2')
     gathered = (weight[..., None] * y.gather(1, idx.reshape(2, -1, 1).expand(-1, -1, 5)).view(2, 144, 60, 5)).sum(2)
     torch.testing.assert_close(dense.restore(y), gathered.view(2, 12, 12, 5), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize('valid', [False, True])
+def test_expediting_gradients_are_finite(valid):
+    """A compensator is trained through the clustering: tiles' padding slots (23x30 -> 17x22 clusters uses several
+    tiles) and padded tokens must give zero, not NaN, gradients."""
+    x = torch.randn(2, 23, 30, 16, requires_grad=True)
+    mask = None
+    if valid:
+        mask = torch.ones(2, 23, 30, dtype=torch.bool)
+        mask[1, 18:] = False
+    red = Expediting(cluster_grid=(17, 22), temperature=0.02, topk=20)(x, valid=mask)
+    red.restore(red.tokens).sum().backward()
+    assert torch.isfinite(x.grad).all()

@@ -133,6 +133,12 @@ def local_token_clustering(x: Tensor, h: int, w: int, locality: int, iterations:
         centre_valid = resize_tokens(valid[..., None].float(), (H, W), (h, w), 'max')[..., 0] > 0
         cv = torch.cat([centre_valid.reshape(B, M), centre_valid.new_zeros(B, 1)], 1)[:, flat_cand]
         neg = neg.masked_fill(~cv.reshape(B * T, 1, L), float('-inf'))
+    # a row with no allowed candidate (a tile's padding slot, a token whose window holds only invalid centres) gets
+    # finite logits and weight 0: an all -inf softmax row is NaN, and its gradient would be NaN even where the
+    # forward masks it out (training a compensator through the clustering)
+    dead = torch.isinf(neg).all(-1, keepdim=True)
+    neg = neg.masked_fill(dead, 0.0)
+    tok_w = tok_w * (~dead).to(x.dtype)                                     # (B*T, S, 1), as tok_w
 
     def weighted_means(aff, y):
         """Affinity-weighted mean per centre of y: (B*T, S, D) -> (B, M, D)."""
@@ -148,8 +154,7 @@ def local_token_clustering(x: Tensor, h: int, w: int, locality: int, iterations:
         c = padded[:, flat_cand].reshape(B * T, L, C)                      # (B*T, L, C) contiguous
         c_sq = (padded * padded).sum(-1)[:, flat_cand].reshape(B * T, 1, L)
         dist = xb_sq + c_sq - 2 * (xb @ c.transpose(1, 2))                 # (B*T, S, L)
-        aff = (-temperature * dist.clamp_min(0) + neg).softmax(-1)
-        aff = torch.nan_to_num(aff) * tok_w                                # all-masked rows -> 0
+        aff = (-temperature * dist.clamp_min(0) + neg).softmax(-1) * tok_w   # dead rows and padding -> 0
         centres = weighted_means(aff, xb)
 
     def reduce_like(y: Tensor) -> Tensor:
@@ -162,7 +167,9 @@ def reconstruction_weights(x: Tensor, centres: Tensor, topk: int, temperature: f
                            centre_valid: Optional[Tensor] = None):
     """x: (B, N, C), centres: (B, M, C), centre_valid: (B, M) or None -> (idx, weight), both (B, N, topk).
     Invalid (padding-only) centres get weight 0."""
-    dist = torch.cdist(x, centres).square().clamp_min(0)                   # (B, N, M)
+    # squared distances by one matmul (not cdist(...).square(): its sqrt has an infinite gradient at distance 0)
+    dist = ((x * x).sum(-1, keepdim=True) + (centres * centres).sum(-1)[:, None, :]
+            - 2 * (x @ centres.transpose(1, 2))).clamp_min(0)               # (B, N, M)
     if centre_valid is not None:
         dist = dist.masked_fill(~centre_valid[:, None, :], float('inf'))
     d, idx = dist.topk(topk, dim=-1, largest=False)                        # ascending
