@@ -254,6 +254,32 @@ def test_training_lowers_held_out_divergence(tmp_path, kind, one_thread):
     assert len(more) == 2
 
 
+def test_dense_variant_tome_mlp_trains_and_folds(tmp_path, one_thread):
+    """ToCom's dense variant (its Tab. 11: ToMe merges before every MLP and unmerges after it) is a degree the
+    compensator trains on and applies to: the reduction changes the output, trained chunks change the reduced
+    output, and folding them equals the branch under that reduction."""
+    from mmtokred.compensators.distill import SelfDistillation, list_images, load_images, train_compensator
+    model, shape = tiny_vit(), (32, 48)
+    degrees = [None, dict(reducer=dict(type='ToMe', ratio=0.5, mode='mlp'), reduce_after_layer=0)]
+    comp = build_compensator_for(model, degrees, rank=4, scale=1.0)
+    distill = SelfDistillation(model, comp)
+    norm = dict(mean=[127.5] * 3, std=[127.5] * 3)
+    x = load_images(list_images(_write_images(tmp_path / 'held', 2, shape, 1)), shape, **norm)
+    with torch.no_grad():
+        full, reduced = distill.outputs(x, 0)[0], distill.outputs(x, 1)[0]
+    assert not torch.allclose(full, reduced)                                   # the mode reduces
+    train = list_images(_write_images(tmp_path / 'train', 8, shape, 0))
+    losses = train_compensator(distill, train, shape, steps=6, batch_size=2, lr=2e-2, progress=False, **norm)
+    assert all(torch.isfinite(torch.tensor(losses))) and torch.count_nonzero(comp.up) > 0
+    with torch.no_grad():
+        compensated = distill.outputs(x, 1, source=0)[0]
+        assert not torch.allclose(compensated, reduced)                        # the chunks act under mlp merging
+        assert torch.equal(distill.outputs(x, 0, source=0)[0], full)           # degree 0 -> 0: no change
+        fold_compensator(model, comp, 0, 1)
+        folded = distill.outputs(x, 1)[0]                                      # branch off (1 -> 1), weights folded
+    torch.testing.assert_close(folded, compensated, rtol=1e-4, atol=1e-5)
+
+
 def test_committed_camvid_compensator_fits_its_model():
     """The compensator trained once on CamVid: checksum, plain tensors, and it attaches to the CamVid model of the
     config that uses it (width, depth, host and the Token Adapter degrees all match)."""
