@@ -280,11 +280,21 @@ def test_dense_variant_tome_mlp_trains_and_folds(tmp_path, one_thread):
     torch.testing.assert_close(folded, compensated, rtol=1e-4, atol=1e-5)
 
 
-def test_committed_camvid_compensator_fits_its_model():
-    """The compensator trained once on CamVid: checksum, plain tensors, and it attaches to the CamVid model of the
-    config that uses it (width, depth, host and the Token Adapter degrees all match)."""
+_EX = 'segmenter_vit-t_expedit-17x22_tocom_camvid.py'
+_TOME = 'segmenter_vit-t_tome-0.35x2_tocom_camvid.py'
+
+
+@pytest.mark.parametrize('method,cut_35,cut_50', [
+    ('tokenadapter', ('segmenter_vit-t_tokenadapter-r0.2x0.13_tocom_camvid.py', {}),
+     ('segmenter_vit-t_tokenadapter-r0.25_tocom_camvid.py', {})),
+    ('expediting', (_EX, {}), (_EX, {'model.backbone.reducer.cluster_grid': (13, 17)})),
+    ('tome', (_TOME, {}), (_TOME, {'model.backbone.reducer.ratio': 0.5})),
+])
+def test_committed_camvid_compensator_fits_its_model(method, cut_35, cut_50):
+    """The compensators trained once on CamVid: checksum, plain tensors, and each attaches to the CamVid models
+    of the configs that use it (width, depth, host and the method's degrees all match), at both cuts."""
     import hashlib
-    path = osp.join(helpers.ROOT, 'checkpoints', 'camvid_segmenter_vit-t_tocom-tokenadapter_fp16.pth')
+    path = osp.join(helpers.ROOT, 'checkpoints', f'camvid_segmenter_vit-t_tocom-{method}_fp16.pth')
     with open(path, 'rb') as f:
         digest = hashlib.sha256(f.read()).hexdigest()
     with open(osp.join(helpers.ROOT, 'checkpoints', 'SHA256SUMS')) as f:
@@ -292,7 +302,9 @@ def test_committed_camvid_compensator_fits_its_model():
     comp = TokenCompensator.load(path)
     assert (comp.embed_dims, comp.num_layers, comp.num_steps, comp.host) == (192, 12, 2, 'mmseg.VisionTransformer')
     assert torch.count_nonzero(comp.delta_weight(0, 2)) > 0
-    cfg = helpers.load_cfg('configs/camvid/segmenter_vit-t_tokenadapter-r0.25_tocom_camvid.py')
-    cfg.model.backbone.compensator.checkpoint = path
-    model = helpers.build_model(cfg)
-    assert (model.backbone.compensator_branch.source, model.backbone.compensator_branch.target) == (0, 2)
+    for (config, options), target in ((cut_35, 1), (cut_50, 2)):
+        cfg = helpers.load_cfg(f'configs/camvid/{config}', **options)
+        assert cfg.model.backbone.compensator.checkpoint == f'checkpoints/camvid_segmenter_vit-t_tocom-{method}_fp16.pth'
+        cfg.model.backbone.compensator.checkpoint = path
+        branch = helpers.build_model(cfg).backbone.compensator_branch
+        assert (branch.source, branch.target) == (0, target)
