@@ -104,6 +104,46 @@ def test_bootstrap_retained_interval():
         bootstrap_retained(worse, base, resamples=0)
 
 
+def test_bootstrap_difference_interval():
+    from mmtokred.analysis.evaluate import bootstrap_difference, class_areas, miou_from_areas
+    preds, gts = _fake_maps(6)
+    base = torch.stack([class_areas(p, g, 5) for p, g in zip(preds, gts)])
+    assert bootstrap_difference(base, base.clone(), resamples=200) == pytest.approx((0.0, 0.0))
+    worse = torch.stack([class_areas(torch.where(torch.arange(p.numel()).view(p.shape) % 3 == 0, (p + 1) % 5, p),
+                                     g, 5) for p, g in zip(preds, gts)])
+    point = float(miou_from_areas(worse.sum(0)) - miou_from_areas(base.sum(0)))
+    low, high = bootstrap_difference(worse, base, resamples=500)
+    assert low < point < high < 0
+    assert bootstrap_difference(base, worse, resamples=500) == pytest.approx((-high, -low))   # same draws
+    with pytest.raises(ValueError, match='other_areas'):
+        bootstrap_difference(worse, base[:3])
+
+
+def test_sweep_gain_over_a_compared_method():
+    """A method with compare_to gets the mIoU gain over the other method's point of the same rank, with its
+    paired interval, in the CSV and the Markdown table; a bad compare_to is a one-line error naming the method."""
+    from mmtokred.analysis.evaluate import class_areas
+    from mmtokred.utils.cli import InputError
+    sweep = tool('sweep')
+    preds, gts = _fake_maps(6)
+    good = torch.stack([class_areas(p, g, 5) for p, g in zip(preds, gts)])
+    bad = torch.stack([class_areas((p + 1) % 5, g, 5) for p, g in zip(preds, gts)])
+
+    def row(method, miou, areas):
+        return dict(method=method, setting='s', mIoU=miou, mIoU_retained_pct=90.0, retained_ci_low=85.0,
+                    retained_ci_high=95.0, agreement_mIoU=50.0, pixel_agreement_pct=80.0, GFLOPs=1.0,
+                    GFLOPs_ratio=2.0, speedup=1.5, median_ms=3.0, areas=areas)
+    rows = [row('A', 40.0, bad), row('A + C', 45.0, good)]
+    sweep.add_gains(rows, {'A + C': 'A'}, bootstrap=200)
+    assert 'gain' not in rows[0] and rows[1]['gain'] == 5.0 and rows[1]['compared_to'] == 'A'
+    assert 0 < rows[1]['gain_ci_low'] <= rows[1]['gain_ci_high']
+    md = sweep.markdown_table(rows)
+    assert md.splitlines()[0].endswith('gain [95% interval] |') and '+5.00 [' in md.splitlines()[3]
+    with pytest.raises(InputError, match="method 'B'.*compare_to"):
+        sweep.expand_points(None, dict(methods=[dict(name='A', model={}, points=[{}]),
+                                                dict(name='B', model={}, points=[{}, {}], compare_to='A')]))
+
+
 def test_pixel_agreement():
     from mmtokred.analysis.evaluate import agreement_pixels
     a = torch.zeros(4, 5, dtype=torch.uint8)

@@ -5,11 +5,12 @@
 #   python tools/analysis_tools/sweep.py configs/camvid/segmenter_vit-t_camvid.py checkpoints/camvid_segmenter_vit-t_fp16.pth \
 #       --spec configs/sweeps/camvid_tocom.py --out-dir work_dirs/camvid_tocom_sweep --shape 360 480 --repeat-times 3
 def _pair(name, backbone, points, compensator):
-    """The method alone, then with its compensator (the same reduction; the branch adds dW(0 -> degree))."""
+    """The method alone, then with its compensator (the same reduction; the branch adds dW(0 -> degree)); the
+    compensated rows report their mIoU gain over the method alone (paired-bootstrap interval)."""
     model = dict(type='TokenReductionEncoderDecoder') if backbone.get('restore_site') == 'head' else dict()
     compensated = dict(backbone, type='CompensatedVisionTransformer', compensator=dict(checkpoint=compensator))
     return [dict(name=name, model=dict(model, backbone=backbone), points=points),
-            dict(name=name + ' + ToCom', model=dict(model, backbone=compensated), points=points)]
+            dict(name=name + ' + ToCom', model=dict(model, backbone=compensated), points=points, compare_to=name)]
 
 
 _ta = dict(type='TokenAdapter', unique_ratio_h=0.1, unique_ratio_w=0.05, eject_mode='max')

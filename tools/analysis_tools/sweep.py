@@ -6,7 +6,9 @@ Pareto plot (accuracy vs GFLOPs and vs speed-up, every method on one figure, lik
 
 CONFIG is the unreduced model (the baseline row). SPEC is a config file with a list ``methods``; each method has
 a ``name``, a ``model`` dict merged into CONFIG's model (backbone type, insertion layers, reducer type, ...) and
-``points``: dicts merged into ``model.backbone.reducer``. See ``configs/sweeps/``. For every point: the test-set
+``points``: dicts merged into ``model.backbone.reducer``; optionally ``compare_to``: the name of another method
+with as many points, whose point i this method's point i is compared with (the mIoU gain and its 95%
+paired-bootstrap interval, e.g. a compensated reduction against the same reduction alone). See ``configs/sweeps/``. For every point: the test-set
 metric, the share of the baseline's mIoU it retains with a 95% paired-bootstrap interval over the test images
 (``--bootstrap`` resamples; the interval says how much of a difference between two rows the test set can
 resolve), the agreement with the baseline's predictions (mIoU and % of equal pixels), the GFLOPs of one input at
@@ -26,6 +28,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 COLUMNS = ['method', 'setting', 'mIoU', 'mIoU_retained_pct', 'retained_ci_low', 'retained_ci_high',
            'agreement_mIoU', 'pixel_agreement_pct', 'GFLOPs', 'GFLOPs_ratio', 'speedup', 'median_ms']
+GAIN_COLUMNS = ['compared_to', 'gain', 'gain_ci_low', 'gain_ci_high']   # only when a method has compare_to
 
 
 def parse_args(argv=None):
@@ -63,6 +66,13 @@ def expand_points(base_cfg, spec):
     (one-line InputError naming the method and the point)."""
     from mmtokred.utils.cli import InputError, check_reduction_settings
     points = [('baseline', '-', base_cfg)]
+    methods = {m['name']: m for m in spec['methods']}
+    for method in spec['methods']:
+        other = method.get('compare_to')
+        if other is not None and (other not in methods or other == method['name']
+                                  or len(methods[other]['points']) != len(method['points'])):
+            raise InputError(f"sweep spec, method {method['name']!r}: compare_to must name another method with as "
+                             f"many points ({len(method['points'])}), got {other!r}")
     for method in spec['methods']:
         for point in method['points']:
             cfg = copy.deepcopy(base_cfg)
@@ -96,6 +106,7 @@ def run_sweep(config, checkpoint, spec_path, out_dir, shape=None, repeat=5, warm
     points = expand_points(base, spec)
     hw = input_shape(base, shape)
     x = torch.randn(1, 3, *hw, generator=torch.Generator().manual_seed(0))
+    compare_to = {m['name']: m['compare_to'] for m in spec['methods'] if m.get('compare_to')}
     rows, runs, reference, base_areas, classes = [], {}, None, None, None
     for i, (method, setting, cfg) in enumerate(points):
         print(f'[{i + 1}/{len(points)}] {method} {setting}', flush=True)
@@ -112,7 +123,7 @@ def run_sweep(config, checkpoint, spec_path, out_dir, shape=None, repeat=5, warm
         rows.append(dict(method=method, setting=setting, mIoU=float(ev.metrics[metric]), retained_ci_low=low,
                          retained_ci_high=high, agreement_mIoU=100.0 if ev.agreement is None else ev.agreement,
                          pixel_agreement_pct=100.0 if ev.pixel_agreement is None else ev.pixel_agreement,
-                         GFLOPs=macs / 1e9, per_class=_class_ious(ev.areas, classes)))
+                         GFLOPs=macs / 1e9, per_class=_class_ious(ev.areas, classes), areas=ev.areas))
         runs[i] = (lambda m: (lambda: _forward(m, x, tensor_forward)))(model)
     with measure_machine_load() as load:
         times = time_interleaved(runs, repeat, warmup, progress=progress)
@@ -122,6 +133,8 @@ def run_sweep(config, checkpoint, spec_path, out_dir, shape=None, repeat=5, warm
         row.update(mIoU_retained_pct=100 * row['mIoU'] / base_row['mIoU'] if base_row['mIoU'] else float('nan'),
                    GFLOPs_ratio=base_row['GFLOPs'] / row['GFLOPs'], speedup=base_t / t['median'],
                    median_ms=1e3 * t['median'], iqr_pct=t['iqr_pct'])
+    if compare_to:
+        add_gains(rows, compare_to, bootstrap)
     report_timing([dict(name=f"{r['method']} {r['setting']}", speedup=r['speedup'], flops_ratio=r['GFLOPs_ratio'],
                         iqr_pct=r['iqr_pct']) for r in rows], load, hw)
     os.makedirs(out_dir, exist_ok=True)
@@ -133,6 +146,21 @@ def run_sweep(config, checkpoint, spec_path, out_dir, shape=None, repeat=5, warm
         f.write(markdown_table(rows) + '\n')
     plot_pareto(rows, paths['png'], title=f'{osp.basename(config)} @ {hw[0]}x{hw[1]}', metric=metric)
     return rows, paths
+
+
+def add_gains(rows, compare_to, bootstrap=2000):
+    """Rows of a method with ``compare_to`` get the mIoU gain over the compared method's point of the same rank,
+    with its paired-bootstrap interval (NaN without --bootstrap)."""
+    from mmtokred.analysis.evaluate import bootstrap_difference
+    by_method = {}
+    for r in rows:
+        by_method.setdefault(r['method'], []).append(r)
+    for name, other in compare_to.items():
+        for r, o in zip(by_method.get(name, []), by_method.get(other, [])):
+            low = high = float('nan')
+            if bootstrap and len(r['areas']):
+                low, high = bootstrap_difference(r['areas'], o['areas'], resamples=bootstrap)
+            r.update(compared_to=other, gain=r['mIoU'] - o['mIoU'], gain_ci_low=low, gain_ci_high=high)
 
 
 def _forward(model, x, tensor_forward):
@@ -156,23 +184,32 @@ def write_per_class_csv(rows, classes, path):
 
 
 def write_csv(rows, path):
+    columns = COLUMNS + (GAIN_COLUMNS if any('gain' in r for r in rows) else [])
     with open(path, 'w', newline='') as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w = csv.DictWriter(f, fieldnames=columns)
         w.writeheader()
         for r in rows:
-            w.writerow({k: (f'{r[k]:.4f}' if isinstance(r[k], float) else r[k]) for k in COLUMNS})
+            w.writerow({k: (f'{r[k]:.4f}' if isinstance(r.get(k), float) else r.get(k, '')) for k in columns})
 
 
 def markdown_table(rows):
+    gains = any('gain' in r for r in rows)
     head = ['method', 'setting', 'mIoU', 'retained [95% interval]', 'agreement mIoU', 'equal pixels', 'GFLOPs',
-            'GFLOPs ratio', 'speed-up']
+            'GFLOPs ratio', 'speed-up'] + (['gain [95% interval]'] if gains else [])
     out = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for r in rows:
         interval = '' if r['method'] == 'baseline' or r['retained_ci_low'] != r['retained_ci_low'] else \
             f" [{r['retained_ci_low']:.1f}, {r['retained_ci_high']:.1f}]"
-        out.append(f"| {r['method']} | {r['setting']} | {r['mIoU']:.2f} | {r['mIoU_retained_pct']:.1f}%{interval} | "
-                   f"{r['agreement_mIoU']:.2f} | {r['pixel_agreement_pct']:.1f}% | {r['GFLOPs']:.2f} | "
-                   f"{r['GFLOPs_ratio']:.2f}x | {r['speedup']:.2f}x |")
+        line = (f"| {r['method']} | {r['setting']} | {r['mIoU']:.2f} | {r['mIoU_retained_pct']:.1f}%{interval} | "
+                f"{r['agreement_mIoU']:.2f} | {r['pixel_agreement_pct']:.1f}% | {r['GFLOPs']:.2f} | "
+                f"{r['GFLOPs_ratio']:.2f}x | {r['speedup']:.2f}x |")
+        if gains:
+            gain = ''
+            if 'gain' in r:
+                gain = f"{r['gain']:+.2f}" + ('' if r['gain_ci_low'] != r['gain_ci_low'] else
+                                               f" [{r['gain_ci_low']:+.2f}, {r['gain_ci_high']:+.2f}]")
+            line += f' {gain} |'
+        out.append(line)
     return '\n'.join(out)
 
 
