@@ -100,18 +100,13 @@ def agreement_pixels(preds, reference) -> float:
     return 100 * same / sum(p.numel() for p in preds)
 
 
-def bootstrap_retained(areas: torch.Tensor, base_areas: torch.Tensor, resamples: int = 2000, level: float = 0.95,
-                       seed: int = 0) -> Tuple[float, float]:
-    """Paired bootstrap over images of the retained mIoU, 100 * mIoU(method) / mIoU(baseline).
-
-    areas, base_areas: (N, 3, K) per-image class areas of the method and of the baseline on the same N images.
-    Every resample draws N images with replacement, the same draw for both models (the images are shared), and
-    recomputes both mIoUs from the summed areas. Returns the (1 - level) / 2 and (1 + level) / 2 quantiles in %
-    (resamples in which the baseline scores 0 are left out).
-    """
-    if areas.shape != base_areas.shape or areas.dim() != 3 or areas.shape[1] != 3:
-        raise ValueError(f'areas and base_areas must both be (N, 3, K), got {tuple(areas.shape)} and '
-                         f'{tuple(base_areas.shape)}')
+def _paired_resampled_mious(areas: torch.Tensor, other: torch.Tensor, other_name: str, resamples: int, level: float,
+                            seed: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(R,) mIoUs of both settings over the same R bootstrap draws of the N images (each draw: N images with
+    replacement, shared by both settings, mIoU recomputed from the summed areas)."""
+    if areas.shape != other.shape or areas.dim() != 3 or areas.shape[1] != 3:
+        raise ValueError(f'areas and {other_name} must both be (N, 3, K), got {tuple(areas.shape)} and '
+                         f'{tuple(other.shape)}')
     if not 0 < level < 1:
         raise ValueError(f'level must be in (0, 1), got {level}')
     if resamples < 1:
@@ -121,15 +116,30 @@ def bootstrap_retained(areas: torch.Tensor, base_areas: torch.Tensor, resamples:
     draws = torch.randint(0, n, (resamples, n), generator=g)
     weights = torch.zeros(resamples, n, dtype=torch.float64).scatter_add_(
         1, draws, torch.ones(resamples, n, dtype=torch.float64))          # (R, N): how often each image is drawn
-    totals = (weights @ areas.flatten(1)).view(resamples, 3, -1)
-    base_totals = (weights @ base_areas.flatten(1)).view(resamples, 3, -1)
-    base_miou = miou_from_areas(base_totals)
-    # a resample where the baseline scores 0 has no ratio: left out (NaN interval when every resample is)
-    ratio = torch.where(base_miou > 0, 100 * miou_from_areas(totals) / base_miou.clamp(min=1e-12),
-                        torch.full_like(base_miou, float('nan')))
+    return tuple(miou_from_areas((weights @ a.double().flatten(1)).view(resamples, 3, -1)) for a in (areas, other))
+
+
+def _interval(values: torch.Tensor, level: float) -> Tuple[float, float]:
+    """The (1 - level) / 2 and (1 + level) / 2 quantiles, NaN values left out."""
     q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
-    low, high = torch.nanquantile(ratio, q).tolist()
+    low, high = torch.nanquantile(values, q).tolist()
     return low, high
+
+
+def bootstrap_retained(areas: torch.Tensor, base_areas: torch.Tensor, resamples: int = 2000, level: float = 0.95,
+                       seed: int = 0) -> Tuple[float, float]:
+    """Paired bootstrap over images of the retained mIoU, 100 * mIoU(method) / mIoU(baseline).
+
+    areas, base_areas: (N, 3, K) per-image class areas of the method and of the baseline on the same N images.
+    Every resample draws N images with replacement, the same draw for both models (the images are shared), and
+    recomputes both mIoUs from the summed areas. Returns the (1 - level) / 2 and (1 + level) / 2 quantiles in %
+    (resamples in which the baseline scores 0 are left out).
+    """
+    miou, base_miou = _paired_resampled_mious(areas, base_areas, 'base_areas', resamples, level, seed)
+    # a resample where the baseline scores 0 has no ratio: left out (NaN interval when every resample is)
+    ratio = torch.where(base_miou > 0, 100 * miou / base_miou.clamp(min=1e-12),
+                        torch.full_like(base_miou, float('nan')))
+    return _interval(ratio, level)
 
 
 def bootstrap_difference(areas: torch.Tensor, other_areas: torch.Tensor, resamples: int = 2000,
@@ -137,23 +147,8 @@ def bootstrap_difference(areas: torch.Tensor, other_areas: torch.Tensor, resampl
     """Paired bootstrap over images of the mIoU difference mIoU(areas) - mIoU(other_areas), in mIoU points: the
     interval of what one setting gains over another on the same images (e.g. a compensated reduction over the
     uncompensated one). Same draws and conventions as :func:`bootstrap_retained`."""
-    if areas.shape != other_areas.shape or areas.dim() != 3 or areas.shape[1] != 3:
-        raise ValueError(f'areas and other_areas must both be (N, 3, K), got {tuple(areas.shape)} and '
-                         f'{tuple(other_areas.shape)}')
-    if not 0 < level < 1:
-        raise ValueError(f'level must be in (0, 1), got {level}')
-    if resamples < 1:
-        raise ValueError(f'resamples must be >= 1, got {resamples}')
-    n = areas.shape[0]
-    g = torch.Generator().manual_seed(seed)
-    draws = torch.randint(0, n, (resamples, n), generator=g)
-    weights = torch.zeros(resamples, n, dtype=torch.float64).scatter_add_(
-        1, draws, torch.ones(resamples, n, dtype=torch.float64))
-    diff = (miou_from_areas((weights @ areas.double().flatten(1)).view(resamples, 3, -1))
-            - miou_from_areas((weights @ other_areas.double().flatten(1)).view(resamples, 3, -1)))
-    q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
-    low, high = torch.nanquantile(diff, q).tolist()
-    return low, high
+    miou, other_miou = _paired_resampled_mious(areas, other_areas, 'other_areas', resamples, level, seed)
+    return _interval(miou - other_miou, level)
 
 
 def build_test_loader_and_evaluator(cfg, max_images: Optional[int] = None):
