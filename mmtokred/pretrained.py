@@ -202,19 +202,23 @@ def load_dinov2_checkpoint(filename: str, map_location=None) -> dict:
     """Checkpoint scheme ``dinov2://[HEAD]`` (registered in mmengine's ``CheckpointLoader`` on ``import mmtokred``).
 
     ``dinov2://`` is the converted backbone (keys without prefix, for a backbone's ``init_cfg``);
-    ``dinov2://HEAD.pth`` is a whole-model checkpoint: the weights stored in HEAD (e.g. a head trained on the frozen
-    backbone) plus the converted backbone under ``backbone.``; HEAD must not hold backbone keys itself."""
+    ``dinov2://HEAD.pth`` is a whole-model checkpoint: the converted backbone under ``backbone.`` plus the weights
+    stored in HEAD (a head trained on the frozen backbone, and the backbone layers tuned with it, which replace the
+    converted ones). A ``backbone.`` key of HEAD that the converted backbone lacks, or with another shape, is an
+    error: HEAD was trained on a different backbone."""
     import torch
     backbone = torch.load(converted_backbone(), map_location=map_location or 'cpu', weights_only=True)
     head_path = filename[len(SCHEME):]
     if not head_path:
         return backbone
     ckpt = torch.load(head_path, map_location=map_location or 'cpu', weights_only=True)
-    state = dict(ckpt['state_dict'])
-    clash = [k for k in state if k.startswith('backbone.')]
-    if clash:
-        raise ValueError(f'{head_path} holds backbone weights ({clash[0]}, ...): load it directly, not via {SCHEME}')
-    state.update({f'backbone.{k}': v for k, v in backbone['state_dict'].items()})
+    state = {f'backbone.{k}': v for k, v in backbone['state_dict'].items()}
+    for key, value in ckpt['state_dict'].items():
+        if key.startswith('backbone.') and (key not in state or state[key].shape != value.shape):
+            found = 'missing' if key not in state else f'of shape {tuple(state[key].shape)}'
+            raise ValueError(f'{head_path}: {key} {tuple(value.shape)} does not replace a weight of the converted '
+                             f'DINOv2 backbone ({found} there): it was trained on another backbone')
+        state[key] = value
     return dict(state_dict=state, meta=ckpt.get('meta', {}))
 
 

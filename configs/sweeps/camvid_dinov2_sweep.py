@@ -2,7 +2,7 @@
 # (configs/camvid/segmenter_vit-s14-dinov2_camvid.py), every method at two matched cuts of the unreduced model's
 # GFLOPs (~35% and ~50%; 504 x 672 input, 36 x 48 tokens):
 #   python tools/analysis_tools/sweep.py configs/camvid/segmenter_vit-s14-dinov2_camvid.py \
-#       dinov2://checkpoints/camvid_segmenter_vit-s14-dinov2_head_fp16.pth \
+#       dinov2://checkpoints/camvid_segmenter_vit-s14-dinov2_head-layers8-11_fp16.pth \
 #       --spec configs/sweeps/camvid_dinov2_sweep.py --out-dir work_dirs/camvid_dinov2_sweep --shape 504 672
 #   (timing options used: BENCHMARKS.md section 10)
 # The Token Adapter's settings and Expediting's temperature were chosen on 23 training images

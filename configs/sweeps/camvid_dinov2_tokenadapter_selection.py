@@ -1,7 +1,8 @@
 # Choosing the Token Adapter's settings (and Expediting's temperature) for the DINOv2 ViT-S/14 CamVid model on
-# *training* images (never on val): every 16th training image (23 images; the head saw them, the reduction did not):
+# *training* images (never on val): every 16th training image (23 images; the model was trained on them, never
+# with a reduction):
 #   python tools/analysis_tools/sweep.py configs/camvid/segmenter_vit-s14-dinov2_camvid.py \
-#       dinov2://checkpoints/camvid_segmenter_vit-s14-dinov2_head_fp16.pth \
+#       dinov2://checkpoints/camvid_segmenter_vit-s14-dinov2_head-layers8-11_fp16.pth \
 #       --spec configs/sweeps/camvid_dinov2_tokenadapter_selection.py --out-dir work_dirs/camvid_dinov2_ta_selection \
 #       --shape 504 672 --repeat-times 1 --warmup 0 --cfg-options test_dataloader.dataset.data_prefix.img_path=train \
 #       test_dataloader.dataset.data_prefix.seg_map_path=trainannot \
