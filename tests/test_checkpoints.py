@@ -54,3 +54,12 @@ def test_demo_runs(tmp_path):
     assert res.returncode == 0, out[-3000:]
     assert '| unreduced |' in out and '| Token Adapter |' in out
     assert osp.isfile(tmp_path / 'token_adapter_scene_0000.png')
+    # the pretrained model on the photographs that ship with matplotlib (and scikit-image), when set-up converted it
+    from mmtokred import pretrained
+    try:
+        pretrained.converted_backbone()
+    except pretrained.MissingPretrainedError:
+        assert 'Real photographs: skipped, no pretrained DINOv2 backbone' in out
+    else:
+        assert '| grace_hopper.jpg | 512x600 |' in out and 'agreement mIoU' in out, out[-3000:]
+        assert osp.isfile(tmp_path / 'dinov2_tokenadapter_grace_hopper.png')

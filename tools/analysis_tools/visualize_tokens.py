@@ -157,14 +157,15 @@ def render(image_rgb, panels, prediction=None, pred_palette=None, patch=16, out=
     return out
 
 
-def visualize(image, config, checkpoint=None, out=DEFAULT_OUT, device='cpu', cfg_options=None):
+def load_model(config, checkpoint=None, device='cpu', cfg_options=None):
+    """The reduced model of ``config`` with a trusted checkpoint (any mmengine scheme, e.g. ``dinov2://``) and the
+    checkpoint's class names / palette; random weights without one."""
     from mmseg.apis import init_model
 
     import mmtokred  # noqa: F401
     from mmtokred.utils import allow_trusted_checkpoints
     from mmtokred.utils.cli import check_file, load_checked_config
     allow_trusted_checkpoints()
-    check_file(image, 'image')
     check_file(checkpoint, 'checkpoint')
     model = init_model(load_checked_config(config, cfg_options), None, device=device)
     if checkpoint:
@@ -173,11 +174,20 @@ def visualize(image, config, checkpoint=None, out=DEFAULT_OUT, device='cpu', cfg
         meta = ckpt.get('meta', {}).get('dataset_meta') if isinstance(ckpt, dict) else None
         if meta:
             model.dataset_meta = meta
+    return model
+
+
+def visualize_model(model, image, out=DEFAULT_OUT, title='', predict=True):
+    """Picture of the reduction of ``model`` on ``image``. Returns (picture path, prediction of the reduced model,
+    prediction of the unreduced one: the same weights with the reduction off), both (H, W) int arrays at the
+    image's size, or None with ``predict=False`` (random weights)."""
+    from mmtokred.utils.cli import check_file
+    check_file(image, 'image')
     reduction, tokens, result, rgb = capture_reduction(model, image)
     panels = token_panels(reduction)
     patch = model.backbone.patch_embed.projection.kernel_size[0]
     prediction = unreduced = None
-    if checkpoint:
+    if predict:
         from mmseg.apis import inference_model
         prediction = result.pred_sem_seg.data[0].cpu().numpy()
         with reduction_off(model.backbone):
@@ -186,9 +196,17 @@ def visualize(image, config, checkpoint=None, out=DEFAULT_OUT, device='cpu', cfg
     pal = meta.get('palette')
     if pal is None and prediction is not None:
         pal = palette(int(max(prediction.max(), unreduced.max())) + 1)
-    return render(np.ascontiguousarray(rgb), panels, prediction, pal, patch, out,
-                  title=f'{osp.basename(config)}: {type(model.backbone.token_reducer).__name__}',
-                  unreduced=unreduced, classes=meta.get('classes'))
+    out = render(np.ascontiguousarray(rgb), panels, prediction, pal, patch, out, title=title, unreduced=unreduced,
+                 classes=meta.get('classes'))
+    return out, prediction, unreduced
+
+
+def visualize(image, config, checkpoint=None, out=DEFAULT_OUT, device='cpu', cfg_options=None):
+    from mmtokred.utils.cli import check_file
+    check_file(image, 'image')
+    model = load_model(config, checkpoint, device, cfg_options)
+    title = f'{osp.basename(config)}: {type(model.backbone.token_reducer).__name__}'
+    return visualize_model(model, image, out, title, predict=bool(checkpoint))[0]
 
 
 def dataset_metainfo(cfg) -> dict:
