@@ -205,3 +205,10 @@ def test_tuned_layers_split_reproduces_the_upstream_forward(with_cls_token):
     vit.out_indices = (1, 3)
     with pytest.raises(ValueError, match='only output is its last layer'):
         tool.tuned_start(vit, 2)
+
+
+@pytest.mark.parametrize('option,value', [('--tune-layers', '-1'), ('--backbone-lr-mult', '-0.1')])
+def test_head_training_refuses_negative_settings(option, value, capsys):
+    with pytest.raises(SystemExit):
+        head_training_tool().parse_args([CONFIG, '--work-dir', 'unused', option, value])
+    assert f'{option} must be >= 0' in capsys.readouterr().err

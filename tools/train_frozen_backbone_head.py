@@ -62,8 +62,16 @@ def parse_args(argv=None):
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--seed', type=int, default=0)
     from mmengine.config import DictAction
+
+    from mmtokred.utils.cli import add_debug_arg
     p.add_argument('--cfg-options', nargs='+', action=DictAction, help='key=value config overrides')
-    return p.parse_args(argv)
+    add_debug_arg(p)
+    args = p.parse_args(argv)
+    if args.tune_layers < 0:
+        p.error(f'--tune-layers must be >= 0 (and at most the backbone depth), got {args.tune_layers}')
+    if args.backbone_lr_mult < 0:
+        p.error(f'--backbone-lr-mult must be >= 0, got {args.backbone_lr_mult}')
+    return args
 
 
 def build(cfg):
@@ -334,8 +342,6 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    from mmtokred.pretrained import MissingPretrainedError
-    try:
-        main()
-    except MissingPretrainedError as e:   # a missing / wrong pretrained wheel: one line saying what to install
-        sys.exit(f'error: {e}')
+    # one line for any error (a missing / wrong pretrained wheel: what to install); --debug shows the traceback
+    from mmtokred.utils import run_cli
+    sys.exit(run_cli(main))
