@@ -61,10 +61,8 @@ def parse_args(argv=None):
     p.add_argument('--val-interval', type=int, default=200)
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--seed', type=int, default=0)
-    from mmengine.config import DictAction
-
-    from mmtokred.utils.cli import add_debug_arg
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, help='key=value config overrides')
+    from mmtokred.utils.cli import add_cfg_options_arg, add_debug_arg
+    add_cfg_options_arg(p)
     add_debug_arg(p)
     args = p.parse_args(argv)
     if args.tune_layers < 0:
