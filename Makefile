@@ -1,15 +1,20 @@
 # The two set-up commands of the README. Both build .venv first (quick when it is already there).
 PY := .venv/bin/python
 
-.PHONY: env demo test quickstart
+.PHONY: env demo test lint quickstart
 env:
 	bash tools/setup_env.sh
 
 demo: env
 	$(PY) tools/demo.py
 
-test: env
+test: env lint
 	$(PY) -m pytest -q tests
+
+# ruff (pyflakes, pycodestyle, isort at 120 columns: ruff.toml) and the import-layer contract (.importlinter)
+lint: env
+	$(PY) -m ruff check .
+	PYTHONPATH=$(CURDIR) .venv/bin/lint-imports --no-cache
 
 # one-command smoke test: tiny data + tiny checkpoint + tools/test.py (seconds, no download)
 quickstart: env

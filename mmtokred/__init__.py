@@ -6,7 +6,10 @@ nothing but PyTorch. The known import-time warnings of OpenMMLab (``mmtokred.uti
 this import only.
 
 ``mmtokred.compensators`` holds the Token Compensator (ToCom), a plug-in that compensates a model for running at
-another reduction degree. The timm classification host (``mmtokred.hosts.timm_vit``) is imported on use (timm).
+another reduction degree. The timm classification host (``mmtokred.hosts.timm_vit``) imports timm on use.
+
+Layers (checked by ``lint-imports``, see ``.importlinter``): tools -> analysis -> compensators -> hosts -> reducers,
+with ``utils`` and ``phases`` as leaves.
 """
 from .reducers import REDUCERS, Reduction, TokenReducer, build_reducer  # noqa: F401
 from .utils.warnings import quiet_imports
@@ -14,8 +17,15 @@ from .version import __version__  # noqa: F401
 
 with quiet_imports():
     from . import compensators, datasets, engine, hosts, models  # noqa: F401,E402  (registers into the registries)
+from .hosts import (  # noqa: F401,E402
+    ReducedVisionTransformer,
+    TokenReductionEncoderDecoder,
+    TokenReductionHook,
+    insert_token_reduction,
+    reducers_of,
+    reduction_disabled,
+    reduction_plan,
+)
 from .pretrained import register_checkpoint_scheme  # noqa: E402  (dinov2:// checkpoints)
-from .hosts import (ReducedVisionTransformer, TokenReductionEncoderDecoder, TokenReductionHook,  # noqa: F401,E402
-                    insert_token_reduction)
 
 register_checkpoint_scheme()

@@ -14,9 +14,10 @@ def load_cfg(path, **options):
 
 
 def build_model(cfg):
-    import mmtokred  # noqa: F401
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
+
+    import mmtokred  # noqa: F401
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     model = MODELS.build(cfg.model)
     model.eval()

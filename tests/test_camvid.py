@@ -14,9 +14,10 @@ SHARED_CAMVID = osp.join(ROOT, '..', 'shared', 'data', 'camvid')
 
 
 def load_sample(data_root, split='val', index=0):
-    import mmtokred  # noqa: F401
     from mmengine.registry import init_default_scope
     from mmseg.registry import DATASETS
+
+    import mmtokred  # noqa: F401
     init_default_scope('mmseg')
     ds = DATASETS.build(dict(type='CamVidDataset', data_root=data_root,
                              data_prefix=dict(img_path=split, seg_map_path=split + 'annot'),

@@ -116,8 +116,9 @@ def tiny_cfg():
 def test_config_checks_name_the_key(options, expected, tiny_ta_cfg):
     import copy
 
+    from mmtokred.hosts.settings import check_reduction_settings
     from mmtokred.utils import InputError
-    from mmtokred.utils.cli import check_dataset_folders, check_reduction_settings
+    from mmtokred.utils.cli import check_dataset_folders
     cfg = copy.deepcopy(tiny_ta_cfg)
     cfg.merge_from_dict(options)
     with pytest.raises(InputError) as exc:
@@ -288,7 +289,7 @@ def test_quickstart_runs_quietly(tmp_path):
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-3000:]
     assert 'quick start passed' in res.stdout and 'mIoU' in res.stdout
-    assert 'Warning' not in out and 'warnings.warn' not in out, [l for l in out.splitlines() if 'arning' in l]
+    assert 'Warning' not in out and 'warnings.warn' not in out, [line for line in out.splitlines() if 'arning' in line]
 
 
 # ---------------------------------------------------------------------------------------------------------------

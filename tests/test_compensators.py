@@ -9,8 +9,14 @@ spec = importlib.util.spec_from_file_location('helpers', osp.join(osp.dirname(__
 helpers = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(helpers)
 
-from mmtokred.compensators import (CompensatorBranch, TokenCompensator, apply_compensator,  # noqa: E402
-                                   build_compensator_for, fold_compensator, unfold_compensator)
+from mmtokred.compensators import (  # noqa: E402
+    CompensatorBranch,
+    TokenCompensator,
+    apply_compensator,
+    build_compensator_for,
+    fold_compensator,
+    unfold_compensator,
+)
 
 TA = dict(type='TokenAdapter', r_h=0.25, r_w=0.25)
 DEGREES = [None,
@@ -29,8 +35,9 @@ def randomized(comp, seed=0):
 
 
 def tiny_vit(**kw):
-    import mmtokred  # noqa: F401
     from mmseg.registry import MODELS
+
+    import mmtokred  # noqa: F401
     cfg = dict(type='VisionTransformer', img_size=(32, 48), patch_size=8, embed_dims=24, num_layers=3, num_heads=2,
                mlp_ratio=2, out_indices=(2,), final_norm=True, with_cls_token=True)
     cfg.update(kw)
@@ -304,7 +311,8 @@ def test_committed_camvid_compensator_fits_its_model(method, cut_35, cut_50):
     assert torch.count_nonzero(comp.delta_weight(0, 2)) > 0
     for (config, options), target in ((cut_35, 1), (cut_50, 2)):
         cfg = helpers.load_cfg(f'configs/camvid/{config}', **options)
-        assert cfg.model.backbone.compensator.checkpoint == f'checkpoints/camvid_segmenter_vit-t_tocom-{method}_fp16.pth'
+        assert cfg.model.backbone.compensator.checkpoint == \
+            f'checkpoints/camvid_segmenter_vit-t_tocom-{method}_fp16.pth'
         cfg.model.backbone.compensator.checkpoint = path
         branch = helpers.build_model(cfg).backbone.compensator_branch
         assert (branch.source, branch.target) == (0, target)

@@ -1,7 +1,7 @@
 """Training utilities: the class-weighted loss, the bfloat16 autocast optimizer wrapper, and tools/train.py
 (--amp on a CPU, resuming a stopped run) on a tiny generated dataset."""
-import importlib.util
 import glob
+import importlib.util
 import os.path as osp
 import subprocess
 import sys

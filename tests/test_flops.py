@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from mmtokred.analysis.flops import MacCounter, count_model_macs
 from mmtokred.analysis.phases import BACKBONE_FULL, BACKBONE_REDUCED, HEAD, REDUCE, RESTORE
-from mmtokred.reducers import Expediting, ToMe, TokenAdapter
+from mmtokred.reducers import Expediting, TokenAdapter, ToMe
 from mmtokred.reducers.expediting import _tile_tables
 
 spec = importlib.util.spec_from_file_location('helpers', osp.join(osp.dirname(__file__), 'helpers.py'))
@@ -31,7 +31,8 @@ def test_linear_and_mm():
 
 def test_bmm_and_batched_matmul():
     assert count(lambda: torch.randn(2, 3, 4, 5) @ torch.randn(2, 3, 5, 6)) == 2 * 3 * 4 * 5 * 6
-    assert count(lambda: torch.baddbmm(torch.randn(4, 3, 6), torch.randn(4, 3, 5), torch.randn(4, 5, 6))) == 4 * 3 * 5 * 6
+    assert count(lambda: torch.baddbmm(torch.randn(4, 3, 6), torch.randn(4, 3, 5),
+                                       torch.randn(4, 5, 6))) == 4 * 3 * 5 * 6
 
 
 def test_convolution():

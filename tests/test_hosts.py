@@ -24,8 +24,9 @@ def tiny_backbone_cfg(**kw):
 
 
 def build_backbone(cfg):
-    import mmtokred  # noqa: F401
     from mmseg.registry import MODELS
+
+    import mmtokred  # noqa: F401
     torch.manual_seed(0)
     model = MODELS.build(cfg)
     model.eval()  # mmseg's VisionTransformer.train() returns None: do not chain
@@ -99,7 +100,6 @@ def test_head_restore_without_segmentor_support_is_an_error():
 
 
 def _predict_logits(model, x):
-    from mmseg.structures import SegDataSample
     metas = [dict(img_shape=x.shape[-2:], ori_shape=x.shape[-2:], pad_shape=x.shape[-2:], padding_size=[0] * 4)
              for _ in range(x.shape[0])]
     with torch.no_grad():

@@ -34,9 +34,10 @@ def load_cfg(path):
 
 
 def build(cfg):
-    import mmtokred  # noqa: F401
     from mmdet.registry import MODELS
     from mmengine.registry import init_default_scope
+
+    import mmtokred  # noqa: F401
     init_default_scope('mmdet')
     return MODELS.build(cfg.model).eval()
 

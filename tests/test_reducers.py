@@ -3,8 +3,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmtokred.reducers import (MSTM, EViT, Expediting, Pooling, ToMe, TokenAdapter, bipartite_soft_matching,
-                               build_reducer)
+from mmtokred.reducers import (
+    MSTM,
+    EViT,
+    Expediting,
+    Pooling,
+    TokenAdapter,
+    ToMe,
+    bipartite_soft_matching,
+    build_reducer,
+)
 from mmtokred.reducers.expediting import initial_cell_labels, local_token_clustering, reconstruction_weights
 
 ALL = [
@@ -153,7 +161,8 @@ def test_reconstruction_weights_normalisation_and_no_underflow():
 
 
 def test_expediting_sum_normalised_restores_constants():
-    red = Expediting(cluster_grid=(5, 6), locality=3, iterations=2, topk=6, normalize='sum')(smooth_tokens(2, 11, 14, 4))
+    red = Expediting(cluster_grid=(5, 6), locality=3, iterations=2, topk=6,
+                     normalize='sum')(smooth_tokens(2, 11, 14, 4))
     out = red.restore(torch.full((2, 30, 3), 7.0))
     torch.testing.assert_close(out, torch.full((2, 11, 14, 3), 7.0))
 
@@ -266,7 +275,7 @@ def test_mstm_merge_is_importance_weighted():
     x = smooth_tokens(1, 3, 4, 5)
     attn = torch.rand(1, 12) + 0.1
     red = MSTM(keep_rate=0.25)(x, attn)
-    kept, assign = red.info['kept'][0], red.info['assign'][0]
+    assign = red.info['assign'][0]
     xs, w = x.reshape(12, 5), attn[0]
     for j in range(3):
         members = (assign == j).nonzero()[:, 0]

@@ -257,7 +257,8 @@ def test_insert_token_reduction_on_a_built_swin(scope):
 def test_early_check_uses_the_swin_validator():
     from mmengine.config import Config
 
-    from mmtokred.utils.cli import InputError, check_reduction_settings
+    from mmtokred.hosts.settings import check_reduction_settings
+    from mmtokred.utils.cli import InputError
     cfg = Config(dict(model=dict(backbone=swin_cfg(type='ReducedSwinTransformer', reducer=TA4,
                                                    reduce_after_layer=3, restore_after_layer=8))))
     with pytest.raises(InputError, match='model.backbone: .*must not cross PatchMerging'):

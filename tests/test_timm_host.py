@@ -6,9 +6,18 @@ import torch
 
 timm = pytest.importorskip('timm')
 
-from mmtokred.hosts.timm_vit import (build_classifier, configure_timm_reduction, remaining_tokens,  # noqa: E402
-                                     tome_block)
-from mmtokred.reducers import bipartite_soft_matching  # noqa: E402
+from mmtokred import insert_token_reduction  # noqa: E402
+from mmtokred.compensators import build_classifier  # noqa: E402
+from mmtokred.hosts.timm_vit import merge_block, remaining_tokens  # noqa: E402
+from mmtokred.reducers import ToMe, bipartite_soft_matching  # noqa: E402
+
+
+def configure_timm_reduction(model, reducer=None, reduce_after_layer=None):
+    return insert_token_reduction(model, reducer, reduce_after_layer)
+
+
+def tome_block(block, x, size, r, n_prefix, prop_attn=True):
+    return merge_block(block, x, size, r, n_prefix, ToMe(mode='layer', r=r, prop_attn=prop_attn))
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -207,8 +216,8 @@ def test_train_compensator_tool_on_a_classifier(tmp_path, capsys):
     import importlib.util
 
     import numpy as np
-    from PIL import Image
     from mmengine.config import Config
+    from PIL import Image
     spec = importlib.util.spec_from_file_location('train_compensator', osp.join(ROOT, 'tools',
                                                                                 'train_compensator.py'))
     tool = importlib.util.module_from_spec(spec)

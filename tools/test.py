@@ -17,9 +17,9 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a clone without installing
 
 import mmtokred  # noqa: E402,F401  (registers reducers, hosts, datasets)
-from mmtokred.utils import allow_trusted_checkpoints, load_into_runner, prepare_config, run_cli  # noqa: E402
-from mmtokred.utils.cli import (add_cfg_options_arg, add_debug_arg, check_dataset_folders, check_file,  # noqa: E402
-                                drop_training)
+from mmtokred.hosts.settings import prepare_config  # noqa: E402
+from mmtokred.utils import allow_trusted_checkpoints, load_into_runner, run_cli  # noqa: E402
+from mmtokred.utils.cli import add_cfg_options_arg, add_debug_arg, check_dataset_folders, check_file, drop_training  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -95,7 +95,7 @@ def evaluate(model, samples, data, batch_size=16, amp=False, progress=True):
 
 def main(argv=None):
     from mmtokred.analysis.models import load_config
-    from mmtokred.hosts.timm_vit import build_classifier
+    from mmtokred.compensators import build_classifier
     from mmtokred.utils import allow_trusted_checkpoints
     args = parse_args(argv)
     allow_trusted_checkpoints()

@@ -14,7 +14,8 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import mmtokred  # noqa: E402,F401
-from mmtokred.utils import allow_trusted_checkpoints, prepare_config, run_cli  # noqa: E402
+from mmtokred.hosts.settings import prepare_config  # noqa: E402
+from mmtokred.utils import allow_trusted_checkpoints, run_cli  # noqa: E402
 from mmtokred.utils.cli import add_cfg_options_arg, add_debug_arg, check_dataset_folders, check_file  # noqa: E402
 
 

@@ -9,9 +9,10 @@ features) or a classifier config (``model = dict(type='TimmVisionTransformer', n
 CHECKPOINT: its weights (trusted file). SPEC: a config file with ``degrees`` (the ordered reduction settings,
 degree 0 usually ``None`` = unreduced; each a dict of reducer / reduce_after_layer / restore_after_layer /
 restore_site), ``rank`` (channels per degree step) and ``scale``; see configs/compensators/. Images: every image
-under --images (sub-folders and labels ignored), resized to --shape (and randomly cropped to --crop). Writes WORK_DIR/compensator.pth (the
-compensator file) and WORK_DIR/latest.pth (what --resume continues from). With --held-out, the mean divergence
-over every degree pair on those images is printed before and after, with and without the compensator.
+under --images (sub-folders and labels ignored), resized to --shape (and randomly cropped to --crop). Writes
+WORK_DIR/compensator.pth (the compensator file) and WORK_DIR/latest.pth (what --resume continues from). With
+--held-out, the mean divergence over every degree pair on those images is printed before and after, with and
+without the compensator.
 """
 import argparse
 import json
@@ -59,9 +60,9 @@ def parse_args(argv=None):
 
 def build_host(cfg, checkpoint):
     """(model, input (H, W), mean, std in 0-255 RGB units) for an mmseg or a classifier config."""
-    if cfg.model.get('type') == 'TimmVisionTransformer':
-        from mmtokred.hosts.timm_vit import build_timm_classifier
-        model = build_timm_classifier(cfg.model, checkpoint)
+    from mmtokred.compensators import CLASSIFIERS
+    if cfg.model.get('type') in CLASSIFIERS:     # the model alone: the degrees set the reduction
+        model = CLASSIFIERS[cfg.model.type](dict(model=cfg.model), checkpoint)
         size = cfg.data.crop
         return model, (size, size), cfg.data.mean, cfg.data.std
     from mmtokred.analysis.models import build_model, input_shape
@@ -91,7 +92,8 @@ def main(argv=None):
     temperature = args.temperature if args.temperature is not None else spec.get('temperature', 1.0)
     distill = SelfDistillation(model, comp, temperature, args.amp)
     images = list_images(args.images)
-    print(f'{len(images)} images, {comp.num_steps + 1} degrees, compensator {sum(p.numel() for p in comp.parameters())} '
+    n_params = sum(p.numel() for p in comp.parameters())
+    print(f'{len(images)} images, {comp.num_steps + 1} degrees, compensator {n_params} '
           f'parameters ({comp})', flush=True)
 
     held = None

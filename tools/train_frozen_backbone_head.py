@@ -74,9 +74,10 @@ def parse_args(argv=None):
 
 def build(cfg):
     """The segmentor with its backbone weights (init_weights applies the backbone's init_cfg), in eval mode."""
-    import mmtokred  # noqa: F401
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
+
+    import mmtokred  # noqa: F401
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     model = MODELS.build(cfg.model)
     model.backbone.init_weights()

@@ -6,7 +6,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from .timing import progress_bar
+from ..utils.progress import progress_bar
 
 
 @dataclass

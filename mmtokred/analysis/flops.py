@@ -36,7 +36,7 @@ from math import prod
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .phases import BACKBONE_FULL, HEAD, ORDER, current_phase, phase_depth, pop_phase, push_phase
+from ..phases import BACKBONE_FULL, HEAD, ORDER, current_phase, phase_depth, pop_phase, push_phase
 
 aten = torch.ops.aten
 

@@ -8,14 +8,15 @@ import torch
 
 def load_config(config: str, cfg_options: Optional[dict] = None):
     """The config with ``cfg_options`` merged, its reduction settings checked (one-line errors)."""
-    from ..utils.cli import load_checked_config
+    from ..hosts.settings import load_checked_config
     return load_checked_config(config, cfg_options)
 
 
 def build_model(cfg, checkpoint: Optional[str] = None, device: str = 'cpu'):
     """Build ``cfg.model`` in eval mode (no pretrained download: ``pretrained`` / ``init_cfg`` are not applied)."""
-    import mmtokred  # noqa: F401
     from mmengine.registry import init_default_scope
+
+    import mmtokred  # noqa: F401
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     from mmseg.registry import MODELS
     model = MODELS.build(cfg.model)

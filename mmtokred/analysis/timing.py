@@ -11,7 +11,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from .phases import REDUCE, RESTORE, listen
+from ..phases import REDUCE, RESTORE, listen
+from ..utils.progress import progress_bar  # noqa: F401  (re-exported for the tools)
 
 
 def synchronize(device):
@@ -83,14 +84,6 @@ def cycle_batches(loader):
     return itertools.cycle(loader) if len(loader) > 0 else iter(())
 
 
-class _NoBar:
-    def update(self, n):
-        pass
-
-    def close(self):
-        pass
-
-
 @contextlib.contextmanager
 def stage(what: str, enabled: bool = True, stream=None):
     """Print ``what ...`` before a step that may take seconds and its duration after it (stderr by default)."""
@@ -106,17 +99,6 @@ def stage(what: str, enabled: bool = True, stream=None):
         print(' failed', file=stream, flush=True)
         raise
     print(f' {time.perf_counter() - t0:.1f} s', file=stream, flush=True)
-
-
-def progress_bar(total, enabled=True, desc='', unit='it'):
-    """A tqdm bar, or a silent stand-in when disabled (or tqdm is missing)."""
-    if not enabled:
-        return _NoBar()
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        return _NoBar()
-    return tqdm(total=total, desc=desc, unit=unit, leave=False)
 
 
 # ----------------------------------------------------------------------------------------------------------------

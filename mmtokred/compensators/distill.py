@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .hosts import CompensatorBranch, host_adapter
+from ..utils.progress import progress_bar
+from .branch import CompensatorBranch, compensator_host, set_degree
 from .tocom import TokenCompensator
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
@@ -91,7 +92,7 @@ class SelfDistillation:
 
     def __init__(self, model, compensator: TokenCompensator, temperature: float = 1.0, amp: bool = False):
         self.model, self.compensator = model, compensator
-        self.adapter = host_adapter(model)
+        self.host = compensator_host(model)
         self.branch = CompensatorBranch(model, compensator)
         self.temperature, self.amp = temperature, amp
         model.eval()
@@ -100,10 +101,10 @@ class SelfDistillation:
 
     def outputs(self, x: Tensor, degree: int, source: Optional[int] = None):
         """The model's distillation output at ``degree``, compensated from ``source`` (None: uncompensated)."""
-        self.adapter.set_degree(self.model, self.compensator.degrees[degree])
+        set_degree(self.model, self.compensator.degrees[degree])
         self.branch.set_degrees(degree if source is None else source, degree)
         with autocast(self.amp, self.model):
-            return self.adapter.distill_output(self.model, x)
+            return self.host.distill_output(self.model, x)
 
     def loss(self, x: Tensor, student_degree: int, teacher_degree: int, compensate: bool = True) -> Tensor:
         with torch.no_grad():
@@ -140,7 +141,6 @@ def train_compensator(distill: SelfDistillation, images: Sequence[str], shape, m
     the compensator file ``compensator.pth``. ``crop``: train on random (h, w) crops of the ``shape``-sized images
     (same object scale as at test time, fewer tokens: cheaper steps). Returns the list of per-step losses of this
     run."""
-    from ..analysis.timing import progress_bar
     comp = distill.compensator
     if crop is not None and not (0 < crop[0] <= shape[0] and 0 < crop[1] <= shape[1]):
         raise ValueError(f'crop {tuple(crop)} must fit in the image shape {tuple(shape)}')

@@ -1,11 +1,14 @@
-"""Host adapters: thin wrappers that run an upstream model's layers around a reducer."""
-from .registry import HOSTS, host_for_module, host_for_type
+"""Hosts: one :class:`Host` per upstream family (mmseg ViT, mmseg / mmdet Swin, timm ViT) in one registry, each
+validating settings into a frozen :class:`ReductionPlan` and running the upstream model's layers around a reducer.
+The timm host is registered when timm is installed."""
+from . import timm_vit  # noqa: F401,E402  (registers the timm host; timm itself is imported on use)
+from .api import reducers_of, reduction_disabled, reduction_plan
+from .registry import HOSTS, Host, QVSlot, ReductionPlan, host_for_module, host_for_type, register_host
 from .segmentor import TokenReductionEncoderDecoder, TokenReductionHook, attach_head_restore, insert_token_reduction
 from .swin import REDUCED_SWIN, WindowReductionMixin
-from .vit import ReducedVisionTransformer, configure_reduction, validate_reduction
-from .compensated_vit import CompensatedVisionTransformer  # noqa: E402  (after vit: it subclasses it)
+from .vit import ReducedVisionTransformer
 
 __all__ = ['ReducedVisionTransformer', 'TokenReductionEncoderDecoder', 'TokenReductionHook',
-           'insert_token_reduction', 'attach_head_restore', 'configure_reduction', 'validate_reduction',
-           'REDUCED_SWIN', 'WindowReductionMixin', 'HOSTS', 'host_for_module', 'host_for_type',
-           'CompensatedVisionTransformer']
+           'insert_token_reduction', 'attach_head_restore', 'REDUCED_SWIN', 'WindowReductionMixin', 'HOSTS', 'Host',
+           'QVSlot', 'ReductionPlan', 'host_for_module', 'host_for_type', 'register_host', 'reduction_plan',
+           'reducers_of', 'reduction_disabled']

@@ -1,23 +1,22 @@
 """Wiring a reduction into whole models: a segmentor type for configs, a function and an mmengine hook for models
 that were built from unmodified upstream configs."""
-import weakref
-
-import torch.nn.functional as F
+from functools import lru_cache
 from typing import Optional
 
+import torch.nn.functional as F
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import HOOKS, MODELS
 
-from ..analysis.phases import RESTORE, phase
-from .registry import host_for_module
+from ..phases import RESTORE, phase
+from .registry import ReductionState, host_for_module, state_of
 
 
-def restore_head_output(backbone, logits):
+def restore_head_output(state: Optional[ReductionState], logits):
     """logits: (B, K, h_r, w_r) from a head that ran on reduced tokens -> (B, K, H, W) via the backbone's
     pending restore; unchanged when the backbone did not reduce."""
-    restore = getattr(backbone, 'pending_restore', None)
+    restore = None if state is None else state.pending_restore
     if restore is None:
         return logits
     with phase(RESTORE):
@@ -25,25 +24,27 @@ def restore_head_output(backbone, logits):
     return restored.permute(0, 3, 1, 2).contiguous()
 
 
+@lru_cache(maxsize=None)
+def _restoring_head_class(cls):
+    """``cls`` whose ``forward`` restores its output through the shared state's pending restore (mmseg heads call
+    ``self.forward`` from ``predict`` / ``loss``, so the class is swapped, as for the backbones)."""
+    class RestoringHead(cls):
+        restores_head_output = True
+
+        def forward(self, *args, **kwargs):
+            return restore_head_output(state_of(self), super().forward(*args, **kwargs))
+    RestoringHead.__name__ = RestoringHead.__qualname__ = cls.__name__
+    return RestoringHead
+
+
 def attach_head_restore(segmentor):
-    """Make ``segmentor.decode_head.forward`` restore its output through the backbone's pending restore.
-
-    mmseg heads call ``self.forward`` directly from ``predict``/``loss`` (module hooks would not fire), so the
-    bound method is wrapped on the instance. The backbone is held by a weak reference: no new submodule, no new
-    state-dict key.
-    """
-    head = segmentor.decode_head
-    if getattr(head, '_mmtokred_restores', False):
-        return
-    backbone_ref = weakref.ref(segmentor.backbone)
-    upstream_forward = head.forward
-
-    def forward(inputs):
-        return restore_head_output(backbone_ref(), upstream_forward(inputs))
-
-    head.forward = forward
-    head._mmtokred_restores = True
-    segmentor.backbone.head_restore_attached = True
+    """Make ``segmentor.decode_head`` restore its output through the backbone's pending restore: the head shares the
+    backbone's state holder (no new submodule, no new state-dict key)."""
+    head, state = segmentor.decode_head, state_of(segmentor.backbone)
+    if not getattr(type(head), 'restores_head_output', False):
+        head.__class__ = _restoring_head_class(type(head))
+    head.__dict__['token_reduction'] = state
+    state.head_restores = True
 
 
 @MODELS.register_module()
@@ -61,7 +62,8 @@ class TokenReductionEncoderDecoder(EncoderDecoder):
         if not isinstance(input_scale, (int, float)) or not 0 < input_scale <= 1:
             raise ValueError(f'input_scale must be a number in (0, 1], got {input_scale!r}')
         self.input_scale = float(input_scale)
-        if getattr(self.backbone, 'restore_site', 'backbone') == 'head':
+        state = state_of(self.backbone)
+        if state is not None and state.plan.restore_site == 'head':
             attach_head_restore(self)
 
     def extract_feat(self, inputs):
@@ -72,21 +74,26 @@ class TokenReductionEncoderDecoder(EncoderDecoder):
 
 def insert_token_reduction(model, reducer, reduce_after_layer, restore_after_layer=None,
                            restore_site: str = 'backbone', **host_options):
-    """Insert a reduction into an already-built model (mmseg segmentor, mmdet detector or a bare backbone), in place.
+    """Insert a reduction into an already-built model (mmseg segmentor, mmdet detector, timm classifier or a bare
+    backbone), in place; ``reducer=None`` takes it out again.
 
-    The backbone's host adapter (:mod:`.registry`: mmseg ViT, mmseg / mmdet Swin) validates every setting before
-    the model is changed: on an error the model is left as it was. Parameters and buffers are untouched, so
-    checkpoints load before or after. ``host_options``: further arguments of the reduced backbone (e.g.
-    ``reference_shift_mask`` on Swin). Returns the model.
+    The backbone's host (:mod:`.registry`) validates every setting into a plan before the model is changed: on an
+    error the model is left as it was. Parameters and buffers are untouched, so checkpoints load before or after.
+    ``host_options``: the host's further options (e.g. ``reference_shift_mask`` on Swin). Returns the model.
     """
     if is_model_wrapper(model):
         model = model.module
     backbone = getattr(model, 'backbone', model)
     host = host_for_module(backbone)
+    unknown = set(host_options) - set(host.options)
+    if unknown:
+        raise TypeError(f'insert_token_reduction: unknown arguments {sorted(unknown)} for the {host.name} host; '
+                        f'valid: {", ".join(host.valid_arguments())}')
     if restore_site == 'head' and not hasattr(model, 'decode_head'):
         raise ValueError("restore_site='head' needs a segmentor with a decode_head, got a bare backbone")
-    host.insert(backbone, reducer, reduce_after_layer=reduce_after_layer, restore_after_layer=restore_after_layer,
-                restore_site=restore_site, **host_options)
+    plan = host.plan_module(backbone, reducer=reducer, reduce_after_layer=reduce_after_layer,
+                            restore_after_layer=restore_after_layer, restore_site=restore_site, **host_options)
+    host.apply(backbone, plan)
     if restore_site == 'head':
         attach_head_restore(model)
     return model

@@ -6,14 +6,17 @@
 * :func:`span_phase`: which phase a layer of the host runs in.
 * :func:`check_capabilities`: a reducer's declared needs against what a host offers, with errors that say which
   host and why.
+* :func:`check_sites`, :func:`check_restore_site`: the placement checks every host shares.
+* :func:`run_span`: the span driver (blocks before / reduce / reduced blocks / restore) for hosts whose blocks map
+  (B, N, C) tokens to tokens.
 """
 from contextlib import nullcontext
-from typing import Callable, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
-from ..analysis.phases import BACKBONE_AFTER, BACKBONE_FULL, BACKBONE_REDUCED, REDUCE, RESTORE, phase
+from ..phases import BACKBONE_AFTER, BACKBONE_FULL, BACKBONE_REDUCED, REDUCE, RESTORE, phase
 from ..reducers import Reduction
 
 
@@ -111,3 +114,53 @@ def check_capabilities(reducer, host: str, provides_importance: bool, needs_grid
     if reducer.per_block and not supports_per_block:
         raise ValueError(f'{name} merges inside every block, which only a host that drives it does (the timm '
                          f"classification host); {host} is not one: use mode='span' or 'sub_block'")
+
+
+RESTORE_SITES = ('backbone', 'head')
+
+
+def check_restore_site(restore_site, sites=RESTORE_SITES, why: str = ''):
+    if restore_site not in sites:
+        raise ValueError(f'restore_site must be {"one of " + str(list(sites)) if len(sites) > 1 else repr(sites[0])}'
+                         f'{why}, got {restore_site!r}')
+
+
+def check_sites(value, high: int, model: str, note: str, unit: str = 'layers', allow_list: bool = True) -> List[int]:
+    """``reduce_after_layer`` (an int, or with ``allow_list`` an increasing list) in [-1, high] -> list of sites.
+    ``model`` and ``note`` complete the message ('for this {model} ({note})')."""
+    if value is None:
+        raise ValueError('reduce_after_layer is required when a reducer is given')
+    sites = list(value) if allow_list and isinstance(value, (list, tuple)) else [value]  # a float / str: reported
+    for s in sites:
+        if not isinstance(s, int) or isinstance(s, bool) or not -1 <= s <= high:
+            alternative = ' (or a list of integers)' if allow_list else ''
+            raise ValueError(f'reduce_after_layer must be an integer{alternative} in [-1, {high}] for this {model} '
+                             f'({note}), got {value!r}')
+    if sorted(set(sites)) != sites:
+        raise ValueError(f'reduce_after_layer must list distinct {unit} in increasing order, got {value!r}')
+    return sites
+
+
+def run_span(blocks: Sequence, x: Tensor, reducer, sites: Sequence[int], restore_after: Optional[int], n_extra: int,
+             grid: Tuple[int, int], call: Callable = lambda block, x: block(x)) -> Tensor:
+    """The span driver: run ``blocks`` on x: (B, n_extra + H*W, C), reducing the patch tokens after every block in
+    ``sites`` (-1: before the first) and restoring them to the (H, W) grid after block ``restore_after`` (None:
+    never; a classifier reads the reduced set). Extra tokens (cls, registers) bypass the reducer; every block
+    runs in its phase. ``call(block, x)`` runs one block (default: ``block(x)``)."""
+    stack = ReductionStack(reducer, grid)
+
+    def reduce(x):
+        return torch.cat([x[:, :n_extra], stack.reduce(x[:, n_extra:])], 1)
+
+    if -1 in sites:
+        x = reduce(x)
+    last_reduced = len(blocks) - 1 if restore_after is None else restore_after
+    for i, block in enumerate(blocks):
+        with phase(span_phase(i, sites[0], last_reduced)):
+            x = call(block, x)
+        if i in sites and i >= 0:
+            x = reduce(x)
+        if stack and i == restore_after:
+            x = torch.cat([x[:, :n_extra], stack.restore(x[:, n_extra:]).flatten(1, 2)], 1)
+            stack = ReductionStack(reducer, grid)
+    return x

@@ -30,83 +30,23 @@ from typing import List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..analysis.phases import BACKBONE_AFTER, BACKBONE_FULL, BACKBONE_REDUCED, phase
+from ..phases import BACKBONE_AFTER, BACKBONE_FULL, BACKBONE_REDUCED, phase
 from ..reducers import build_reducer
-from .registry import HostAdapter, register_host, upstream_defaults
-from .span import ReductionStack, check_capabilities
+from .registry import Host, ReductionPlan, register_host, set_plan, upstream_defaults
+from .span import ReductionStack, check_capabilities, check_restore_site, check_sites
+from .windows import (  # noqa: F401
+    MASK_VALUE,
+    relative_position_index,
+    resize_bias_table,
+    shift_window_mask,
+    window_attention,
+    window_partition,
+    window_reverse,
+)
 
-MASK_VALUE = -100.0   # Swin's own value for masked attention logits
-
-
-def window_partition(x: Tensor, window: int) -> Tensor:
-    """x: (B, H, W, C) with H, W multiples of ``window`` -> (B * nW, window, window, C), windows row-major."""
-    B, H, W, C = x.shape
-    x = x.view(B, H // window, window, W // window, window, C)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window, window, C)
-
-
-def window_reverse(windows: Tensor, window: int, H: int, W: int) -> Tensor:
-    """windows: (B * nW, window, window, C) -> (B, H, W, C); inverse of :func:`window_partition`."""
-    C = windows.shape[-1]
-    x = windows.reshape(-1, H // window, W // window, window, window, C)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, H, W, C)
-
-
-def relative_position_index(window: int, device=None) -> Tensor:
-    """(window^2, window^2) index into a (2 window - 1)^2 bias table: the rule of mmseg/mmdet ``WindowMSA``."""
-    coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing='ij')).flatten(1)
-    rel = coords[:, :, None] - coords[:, None, :] + window - 1            # (2, N, N), each in [0, 2 window - 2]
-    return (rel[0] * (2 * window - 1) + rel[1]).to(device)
-
-
-def resize_bias_table(table: Tensor, window: int, new_window: int) -> Tensor:
-    """table: ((2K-1)^2, heads) -> ((2k-1)^2, heads), bilinear (align_corners=False) on the (2K-1) x (2K-1) grid
-    of offsets, computed in fp32 (the reference's resize)."""
-    L, heads = table.shape
-    side = 2 * window - 1
-    if L != side * side:
-        raise ValueError(f'relative_position_bias_table has {L} rows, expected (2*{window}-1)^2 = {side * side}')
-    grid = table.float().t().reshape(1, heads, side, side)
-    new_side = 2 * new_window - 1
-    out = F.interpolate(grid, size=(new_side, new_side), mode='bilinear', align_corners=False)
-    return out.reshape(heads, new_side * new_side).t().to(table.dtype)
-
-
-def shift_window_mask(H: int, W: int, window: int, shift: int, mask_shift: Optional[int] = None,
-                      device=None) -> Tensor:
-    """(nW, window^2, window^2) additive SW-MSA mask of an (H, W) map rolled by ``shift``: 0 inside a region,
-    -100 between regions that the cyclic roll brought together. ``mask_shift`` builds the regions for another
-    shift (the reference's stale mask; default: ``shift``)."""
-    s = shift if mask_shift is None else mask_shift
-    region = torch.zeros(H, W, device=device)
-    slices = (slice(0, -window), slice(-window, -s), slice(-s, None))
-    label = 0
-    for hs in slices:
-        for ws in slices:
-            region[hs, ws] = label
-            label += 1
-    windows = window_partition(region[None, :, :, None], window).reshape(-1, window * window)
-    diff = windows[:, None, :] - windows[:, :, None]
-    return torch.zeros_like(diff).masked_fill(diff != 0, MASK_VALUE)
-
-
-def window_attention(w_msa: nn.Module, x: Tensor, bias: Tensor, mask: Optional[Tensor]) -> Tensor:
-    """mmseg/mmdet ``WindowMSA.forward`` with a given relative position bias.
-
-    x: (B_w, N, C) windows; bias: (heads, N, N); mask: (B_w, N, N) additive or None. Same arithmetic as upstream
-    (explicit matmuls and softmax: the baseline's attention kernel)."""
-    B_w, N, C = x.shape
-    heads = w_msa.num_heads
-    qkv = w_msa.qkv(x).reshape(B_w, N, 3, heads, C // heads).permute(2, 0, 3, 1, 4)
-    q, k, v = qkv[0], qkv[1], qkv[2]
-    attn = (q * w_msa.scale) @ k.transpose(-2, -1) + bias.unsqueeze(0)
-    if mask is not None:
-        attn = attn + mask.unsqueeze(1).to(attn.dtype)
-    attn = w_msa.attn_drop(w_msa.softmax(attn))
-    out = (attn @ v).transpose(1, 2).reshape(B_w, N, C)
-    return w_msa.proj_drop(w_msa.proj(out))
+HOST_NAME = 'SwinTransformer'
 
 
 class _Span:
@@ -128,24 +68,24 @@ def _as_list(value, n=None) -> list:
 
 
 def plan_spans(stage_depths: Sequence[int], windows: Sequence[int], reducer, reduce_after_layer,
-               restore_after_layer=None) -> List[_Span]:
-    """Validate the placement against the stages and return the spans (k == K spans are dropped: upstream)."""
+               restore_after_layer=None, restore_site='backbone', reference_shift_mask: bool = False) -> ReductionPlan:
+    """Validate the placement against the stages; the plan's spans drop k == K spans (they run upstream)."""
+    settings = dict(reducer=reducer, reduce_after_layer=reduce_after_layer, restore_after_layer=restore_after_layer,
+                    restore_site=restore_site, reference_shift_mask=reference_shift_mask)
+    check_restore_site(restore_site, ('backbone',), ' on a Swin host (each stage is restored before PatchMerging)')
     depth = sum(stage_depths)
+    options = (('reference_shift_mask', bool(reference_shift_mask)),)
+    if reducer is None:
+        return ReductionPlan(HOST_NAME, depth, options=options, settings=settings)
     starts = [sum(stage_depths[:i]) for i in range(len(stage_depths))]
-    sites = _as_list(reduce_after_layer)
-    for s in sites:
-        if not isinstance(s, int) or isinstance(s, bool) or not -1 <= s < depth - 1:
-            raise ValueError(f'reduce_after_layer must be an integer (or a list of integers) in [-1, {depth - 2}] '
-                             f'for this {depth}-block Swin (the first reduced block is reduce_after_layer + 1), '
-                             f'got {reduce_after_layer!r}')
-    if sorted(set(sites)) != sites:
-        raise ValueError(f'reduce_after_layer must list distinct blocks in increasing order, got {reduce_after_layer!r}')
+    sites = check_sites(reduce_after_layer, depth - 2, f'{depth}-block Swin',
+                        'the first reduced block is reduce_after_layer + 1', unit='blocks')
     reducers = [build_reducer(r) for r in _as_list(reducer, len(sites))]
     restores = _as_list(restore_after_layer, len(sites))
     if len(reducers) != len(sites) or len(restores) != len(sites):
         raise ValueError(f'reducer and restore_after_layer must be single values or lists as long as '
                          f'reduce_after_layer ({len(sites)} sites), got {len(reducers)} and {len(restores)}')
-    spans, used = [], set()
+    spans, used, last = [], set(), []
     for site, red, restore in zip(sites, reducers, restores):
         first = site + 1
         stage = max(i for i, st in enumerate(starts) if st <= first)
@@ -169,9 +109,11 @@ def plan_spans(stage_depths: Sequence[int], windows: Sequence[int], reducer, red
         if h != w:
             raise ValueError(f'{type(red).__name__} reduces a {K}x{K} window to {h}x{w}: a Swin window must become '
                              f'k x k (give a square grid, e.g. grid=({h}, {h}))')
+        last.append(restore)
         if red.enabled and h < K:
             spans.append(_Span(stage, first - starts[stage], restore - starts[stage], red, K, h))
-    return spans
+    return ReductionPlan(HOST_NAME, depth, tuple(s.reducer for s in spans), tuple(sites), tuple(last), options=options,
+                         spans=tuple(spans), settings=settings)
 
 
 class WindowReductionMixin:
@@ -185,37 +127,33 @@ class WindowReductionMixin:
             (a bug: attention then crosses the cyclic wrap). For comparisons only. Default False.
     """
 
-    def _init_reduction(self, reducer, reduce_after_layer, restore_after_layer, reference_shift_mask):
-        if reducer is not None and reduce_after_layer is None:
-            raise ValueError('reduce_after_layer is required when a reducer is given')
-        depths = [len(stage.blocks) for stage in self.stages]
-        windows = [stage.blocks[0].attn.window_size for stage in self.stages]
-        spans = [] if reducer is None else plan_spans(depths, windows, reducer, reduce_after_layer,
-                                                      restore_after_layer)
-        self.reduction_spans = spans
-        # reducers hold no parameters or buffers: as children they show in print(model), not in the state dict
-        self.token_reducers = nn.ModuleList([s.reducer for s in spans])
-        self.reference_shift_mask = bool(reference_shift_mask)
-        self._bias_cache = {}
+    @property
+    def reduction_spans(self) -> List[_Span]:
+        return list(self.token_reduction.plan.spans)
+
+    @property
+    def token_reducers(self):
+        return [s.reducer for s in self.reduction_spans]
 
     @property
     def reduction_active(self) -> bool:
-        return bool(self.reduction_spans)
+        return bool(self.token_reduction.plan.spans)
 
     def _resized_bias(self, w_msa, window: int, new_window: int) -> Tensor:
         """(heads, k^2, k^2) relative position bias for window k from the checkpoint's table (cached per table
         version, device and dtype; recomputed while the table needs gradients)."""
         table = w_msa.relative_position_bias_table
+        cache = self.token_reduction.cache
         key = (id(w_msa), new_window)
         stamp = (table.data_ptr(), table._version, table.dtype, table.device)
-        hit = self._bias_cache.get(key)
+        hit = cache.get(key)
         if hit is not None and hit[0] == stamp and not (table.requires_grad and torch.is_grad_enabled()):
             return hit[1]
         index = relative_position_index(new_window, table.device)
         bias = resize_bias_table(table, window, new_window)[index.reshape(-1)]
         bias = bias.reshape(new_window ** 2, new_window ** 2, -1).permute(2, 0, 1).contiguous()
         if not (table.requires_grad and torch.is_grad_enabled()):
-            self._bias_cache[key] = (stamp, bias)
+            cache[key] = (stamp, bias)
         return bias
 
     def _reduced_block(self, block, x: Tensor, hw, span: _Span, key_valid: Optional[Tensor]) -> Tensor:
@@ -233,7 +171,7 @@ class WindowReductionMixin:
             valid = None if valid is None else torch.roll(valid, shifts=(-shift, -shift), dims=(1, 2))
         mask = None
         if shift:
-            mask_shift = span.window // 2 if self.reference_shift_mask else shift
+            mask_shift = span.window // 2 if self.token_reduction.plan.option('reference_shift_mask') else shift
             mask = shift_window_mask(Hr, Wr, k, shift, mask_shift, x.device).repeat(B, 1, 1)   # (B*nW, N, N)
         if valid is not None:
             key_mask = (~window_partition(valid[..., None], k).reshape(-1, 1, k * k)).to(y.dtype) * MASK_VALUE
@@ -331,40 +269,33 @@ def _reduced_swin(upstream_cls):
                      restore_after_layer: Union[int, Sequence[int], None] = None, reference_shift_mask: bool = False,
                      **kwargs):
             super().__init__(*args, **kwargs)
-            self._init_reduction(reducer, reduce_after_layer, restore_after_layer, reference_shift_mask)
+            set_plan(self, _plan_module(self, reducer=reducer, reduce_after_layer=reduce_after_layer,
+                                        restore_after_layer=restore_after_layer,
+                                        reference_shift_mask=reference_shift_mask))
 
     return ReducedSwinTransformer
 
 
-def _check_restore_site(restore_site):
-    if restore_site != 'backbone':
-        raise ValueError(f"restore_site must be 'backbone' on a Swin host (each stage is restored before "
-                         f"PatchMerging), got {restore_site!r}")
-
-
-def _validate_cfg(upstream_cls, cfg: dict, reducer, reduce_after_layer, restore_after_layer=None,
-                  restore_site='backbone'):
-    _check_restore_site(restore_site)
+def _plan_cfg(upstream_cls, cfg: dict, **settings) -> ReductionPlan:
     default = upstream_defaults(upstream_cls, 'depths', 'window_size')
     depths = list(cfg.get('depths', default['depths']))
-    plan_spans(depths, [cfg.get('window_size', default['window_size'])] * len(depths), reducer, reduce_after_layer,
-               restore_after_layer)
+    return plan_spans(depths, [cfg.get('window_size', default['window_size'])] * len(depths), **settings)
 
 
-def _insert(reduced_cls, backbone, reducer, reduce_after_layer, restore_after_layer=None, restore_site='backbone',
-            reference_shift_mask=False):
-    _check_restore_site(restore_site)
-    depths = [len(stage.blocks) for stage in backbone.stages]
-    plan_spans(depths, [stage.blocks[0].attn.window_size for stage in backbone.stages], reducer, reduce_after_layer,
-               restore_after_layer)                 # validate before touching the backbone
+def _plan_module(backbone, **settings) -> ReductionPlan:
+    return plan_spans([len(stage.blocks) for stage in backbone.stages],
+                      [stage.blocks[0].attn.window_size for stage in backbone.stages], **settings)
+
+
+def _apply(reduced_cls, backbone, plan: ReductionPlan):
     if not isinstance(backbone, WindowReductionMixin):
         backbone.__class__ = reduced_cls
-    backbone._init_reduction(reducer, reduce_after_layer, restore_after_layer, reference_shift_mask)
+    set_plan(backbone, plan)
 
 
 def _register():
     """Register ``ReducedSwinTransformer`` in mmseg's registry and, when mmdet is installed, in mmdet's, with a
-    host adapter for each."""
+    host for each."""
     from mmseg.models.backbones import SwinTransformer as SegSwin
     from mmseg.registry import MODELS as SEG_MODELS
     upstreams = {'mmseg': (SegSwin, SEG_MODELS)}
@@ -377,9 +308,9 @@ def _register():
     classes = {}
     for scope, (upstream, registry) in upstreams.items():
         reduced = registry.register_module(module=_reduced_swin(upstream))
-        register_host(HostAdapter(f'{scope} SwinTransformer (Mask2Former, MaskDINO)', (upstream,),
-                                  ('ReducedSwinTransformer',), partial(_validate_cfg, upstream),
-                                  partial(_insert, reduced)))
+        register_host(Host(f'{scope} SwinTransformer (Mask2Former, MaskDINO)', (upstream,),
+                           ('ReducedSwinTransformer',), partial(_plan_cfg, upstream), _plan_module,
+                           partial(_apply, reduced), options=('reference_shift_mask',)))
         classes[scope] = reduced
     return classes
 

@@ -24,102 +24,72 @@ reduced grids the head consumes).
 
 The reduction modules hold no parameters or buffers: the state dict is that of the upstream backbone.
 """
-from types import SimpleNamespace
-from typing import List, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import torch
 from mmseg.models.backbones import VisionTransformer
 from mmseg.registry import MODELS
 
-from ..analysis.phases import BACKBONE_REDUCED, phase
+from ..phases import BACKBONE_REDUCED, phase
 from ..reducers import build_reducer
-from .registry import HostAdapter, register_host, upstream_defaults
-from .span import ReductionStack, check_capabilities, span_phase
+from .registry import Host, ReductionPlan, packed_qv_slot, register_host, set_plan, upstream_defaults
+from .span import ReductionStack, check_capabilities, check_restore_site, check_sites, span_phase
 
-RESTORE_SITES = ('backbone', 'head')
-
-
-def _as_sites(value, depth) -> List[int]:
-    sites = list(value) if isinstance(value, (list, tuple)) else [value]   # a float / str is reported, not iterated
-    for s in sites:
-        if not isinstance(s, int) or isinstance(s, bool) or not -1 <= s < depth:
-            raise ValueError(f'reduce_after_layer must be an integer (or a list of integers) in [-1, {depth - 1}] '
-                             f'for this {depth}-layer backbone (-1: before the first layer), got {value!r}')
-    if sorted(set(sites)) != sites:
-        raise ValueError(f'reduce_after_layer must list distinct layers in increasing order, got {value!r}')
-    return sites
+HOST_NAME = 'mmseg VisionTransformer (Segmenter, DPT)'
 
 
-def configure_reduction(backbone, reducer, reduce_after_layer: Union[int, Sequence[int], None],
-                        restore_after_layer: Optional[int], restore_site: str = 'backbone'):
-    """Validate and attach a reduction to an (already built) ViT backbone. Everything is checked before the
-    backbone is touched: a failure leaves it as it was."""
-    depth = len(backbone.layers)
+def plan_vit(depth: int, with_cls_token: bool, reducer, reduce_after_layer: Union[int, Sequence[int], None] = None,
+             restore_after_layer: Optional[int] = None, restore_site: str = 'backbone') -> ReductionPlan:
+    """The placement on a ``depth``-layer ViT (the one validator: configs, ``insert_token_reduction``, the hook and
+    the tools' early checks). Raises ValueError / TypeError / KeyError naming the parameter."""
+    settings = dict(reducer=reducer, reduce_after_layer=reduce_after_layer, restore_after_layer=restore_after_layer,
+                    restore_site=restore_site)
     reducer = build_reducer(reducer)
-    if restore_site not in RESTORE_SITES:
-        raise ValueError(f'restore_site must be one of {list(RESTORE_SITES)}, got {restore_site!r}')
-    sites = []
-    if reducer is not None:
-        if reduce_after_layer is None:
-            raise ValueError('reduce_after_layer is required when a reducer is given')
-        sites = _as_sites(reduce_after_layer, depth)
-        if restore_after_layer is None:
-            restore_after_layer = depth - 1
-        if not isinstance(restore_after_layer, int) or not 0 <= restore_after_layer < depth:
-            raise ValueError(f'restore_after_layer must be an integer in [0, {depth - 1}] for this {depth}-layer '
-                             f'backbone, got {restore_after_layer!r}')
-        check_capabilities(reducer, 'this ViT', provides_importance=backbone.with_cls_token,
-                           why_no_importance=' (with_cls_token=False)')
-        in_layer = reducer.needs_importance     # runs inside the listed layer, between attention and MLP
-        if reducer.per_sub_block and len(sites) > 1:
-            raise ValueError(f'{type(reducer).__name__} in sub-block mode takes one reduce_after_layer (the span '
-                             f'start), got {reduce_after_layer!r}')
-        if restore_site == 'head':
-            if restore_after_layer != depth - 1:
-                raise ValueError("restore_after_layer must be the last layer (or None) with restore_site='head', "
-                                 f'got {restore_after_layer}')
-            if reducer.per_sub_block:
-                raise ValueError(f"{type(reducer).__name__} in sub-block mode restores inside every layer: use "
-                                 "restore_site='backbone'")
-        elif restore_after_layer <= sites[-1] and not (in_layer and restore_after_layer == sites[-1]):
-            raise ValueError(f'restore_after_layer ({restore_after_layer}) must come after reduce_after_layer '
-                             f'({reduce_after_layer}): the reduced span would be empty')
-        if in_layer and sites[0] == -1:
-            raise ValueError(f'{type(reducer).__name__} ranks tokens by the attention of the layer it runs in: '
-                             'reduce_after_layer=-1 (before the first layer) has none')
-    # a reducer has no parameters or buffers: registering it as a child shows it in print(model) and leaves the
-    # state dict unchanged.
-    backbone.token_reducer = reducer
-    backbone.reduce_after_layer = reduce_after_layer
-    backbone.reduce_sites = sites
-    backbone.restore_after_layer = restore_after_layer
-    backbone.restore_site = restore_site
-    backbone.pending_restore = None
-    backbone.head_restore_attached = getattr(backbone, 'head_restore_attached', False)
-    return backbone
+    check_restore_site(restore_site)
+    if reducer is None:
+        return ReductionPlan(HOST_NAME, depth, restore_site=restore_site, settings=settings)
+    sites = check_sites(reduce_after_layer, depth - 1, f'{depth}-layer backbone', '-1: before the first layer')
+    if restore_after_layer is None:
+        restore_after_layer = depth - 1
+    if not isinstance(restore_after_layer, int) or not 0 <= restore_after_layer < depth:
+        raise ValueError(f'restore_after_layer must be an integer in [0, {depth - 1}] for this {depth}-layer '
+                         f'backbone, got {restore_after_layer!r}')
+    check_capabilities(reducer, 'this ViT', provides_importance=with_cls_token,
+                       why_no_importance=' (with_cls_token=False)')
+    name, in_layer = type(reducer).__name__, reducer.needs_importance   # in_layer: between attention and MLP
+    if reducer.per_sub_block and len(sites) > 1:
+        raise ValueError(f'{name} in sub-block mode takes one reduce_after_layer (the span start), got '
+                         f'{reduce_after_layer!r}')
+    if restore_site == 'head':
+        if restore_after_layer != depth - 1:
+            raise ValueError("restore_after_layer must be the last layer (or None) with restore_site='head', "
+                             f'got {restore_after_layer}')
+        if reducer.per_sub_block:
+            raise ValueError(f"{name} in sub-block mode restores inside every layer: use restore_site='backbone'")
+    elif restore_after_layer <= sites[-1] and not (in_layer and restore_after_layer == sites[-1]):
+        raise ValueError(f'restore_after_layer ({restore_after_layer}) must come after reduce_after_layer '
+                         f'({reduce_after_layer}): the reduced span would be empty')
+    if in_layer and sites[0] == -1:
+        raise ValueError(f'{name} ranks tokens by the attention of the layer it runs in: reduce_after_layer=-1 '
+                         '(before the first layer) has none')
+    return ReductionPlan(HOST_NAME, depth, (reducer,), tuple(sites), (restore_after_layer,), restore_site,
+                         settings=settings)
 
 
-def validate_reduction(depth: int, reducer, reduce_after_layer, restore_after_layer: Optional[int] = None,
-                       restore_site: str = 'backbone', with_cls_token: bool = True):
-    """Check reduction settings for a ``depth``-layer ViT without touching any model: runs
-    :func:`configure_reduction` (the one validator) on a stand-in that has only what it reads. Returns the built
-    reducer (None when ``reducer`` is None); raises ValueError / TypeError / KeyError naming the parameter."""
-    stand_in = SimpleNamespace(layers=[None] * depth, with_cls_token=with_cls_token)
-    return configure_reduction(stand_in, reducer, reduce_after_layer, restore_after_layer, restore_site).token_reducer
-
-
-def _validate_cfg(cfg: dict, reducer, **settings):
+def _plan_cfg(cfg: dict, **settings) -> ReductionPlan:
     default = upstream_defaults(VisionTransformer, 'num_layers', 'with_cls_token')
-    validate_reduction(cfg.get('num_layers', default['num_layers']), reducer,
-                       with_cls_token=cfg.get('with_cls_token', default['with_cls_token']), **settings)
+    return plan_vit(cfg.get('num_layers', default['num_layers']),
+                    cfg.get('with_cls_token', default['with_cls_token']), **settings)
 
 
-def _insert(backbone, reducer, reduce_after_layer, restore_after_layer=None, restore_site='backbone'):
-    reducer = validate_reduction(len(backbone.layers), reducer, reduce_after_layer, restore_after_layer,
-                                 restore_site, backbone.with_cls_token)
+def _plan_module(backbone, **settings) -> ReductionPlan:
+    return plan_vit(len(backbone.layers), backbone.with_cls_token, **settings)
+
+
+def _apply(backbone, plan: ReductionPlan):
     if type(backbone) is VisionTransformer:
         backbone.__class__ = ReducedVisionTransformer
-    configure_reduction(backbone, reducer, reduce_after_layer, restore_after_layer, restore_site)
+    set_plan(backbone, plan)
 
 
 def attention_with_weights(attn, x):
@@ -146,11 +116,16 @@ class ReducedVisionTransformer(VisionTransformer):
     def __init__(self, *args, reducer=None, reduce_after_layer: Union[int, Sequence[int], None] = None,
                  restore_after_layer: Optional[int] = None, restore_site: str = 'backbone', **kwargs):
         super().__init__(*args, **kwargs)
-        configure_reduction(self, reducer, reduce_after_layer, restore_after_layer, restore_site)
+        set_plan(self, _plan_module(self, reducer=reducer, reduce_after_layer=reduce_after_layer,
+                                    restore_after_layer=restore_after_layer, restore_site=restore_site))
+
+    @property
+    def token_reducer(self):
+        return self.token_reduction.plan.reducer
 
     @property
     def reduction_active(self) -> bool:
-        return self.token_reducer is not None and self.token_reducer.enabled
+        return self.token_reduction.plan.active
 
     def _sub_block_layer(self, layer, x, n_extra, grid):
         """One encoder layer with the reducer applied around its attention and / or its MLP (the reducer's declared
@@ -170,9 +145,13 @@ class ReducedVisionTransformer(VisionTransformer):
         return x
 
     def forward(self, inputs):
-        if not self.reduction_active:
-            self.pending_restore = None
+        state = self.token_reduction
+        state.pending_restore = None
+        plan = state.plan
+        if not plan.active:
             return super().forward(inputs)
+        # the upstream forward, retyped: the reduction sits between layers, inside a layer (importance-ranked
+        # reducers) or around its sub-blocks, and the outputs inside the span are restored or reduced grids
         B = inputs.shape[0]
         x, hw_shape = self.patch_embed(inputs)
         cls_tokens = self.cls_token.expand(B, -1, -1)
@@ -183,10 +162,8 @@ class ReducedVisionTransformer(VisionTransformer):
         if self.pre_norm:
             x = self.pre_ln(x)
         n_extra = 1 if self.with_cls_token else 0
-        sites, last_reduced = self.reduce_sites, self.restore_after_layer
-        reducer = self.token_reducer
+        sites, last_reduced, reducer = plan.sites, plan.restore_after_layer[0], plan.reducer
         stack = ReductionStack(reducer, hw_shape)
-        self.pending_restore = None
 
         def reduce(x, importance=None):
             return torch.cat([x[:, :n_extra], stack.reduce(x[:, n_extra:], importance)], 1)
@@ -217,16 +194,16 @@ class ReducedVisionTransformer(VisionTransformer):
                     x = self.norm1(x)
             if i in sites and not reducer.per_sub_block and not reducer.needs_importance:
                 x = reduce(x)
-            if stack and i == last_reduced and self.restore_site == 'backbone':
+            if stack and i == last_reduced and plan.restore_site == 'backbone':
                 x = torch.cat([x[:, :n_extra], stack.restore(x[:, n_extra:]).flatten(1, 2)], 1)
                 stack = ReductionStack(reducer, hw_shape)
             if i in self.out_indices:
                 outs.append(self._output(x, n_extra, hw_shape, stack))
         if stack:   # restore_site == 'head': the segmentor restores the head's output
-            if not getattr(self, 'head_restore_attached', False):
+            if not state.head_restores:
                 raise RuntimeError("restore_site='head' needs a segmentor that restores the head output: use "
                                    "type='TokenReductionEncoderDecoder' or mmtokred.insert_token_reduction")
-            self.pending_restore = stack.pending_restore()
+            state.pending_restore = stack.pending_restore()
         return tuple(outs)
 
     def _output(self, x, n_extra, hw_shape, stack):
@@ -236,7 +213,7 @@ class ReducedVisionTransformer(VisionTransformer):
         B, N, C = tokens.shape
         if not stack:
             grid = tokens.reshape(B, hw_shape[0], hw_shape[1], C)
-        elif self.restore_site == 'backbone':
+        elif self.token_reduction.plan.restore_site == 'backbone':
             grid = stack.restore(tokens)
         else:
             grid = tokens.reshape(B, *stack.grid(N), C)
@@ -246,5 +223,16 @@ class ReducedVisionTransformer(VisionTransformer):
         return out
 
 
-register_host(HostAdapter('mmseg VisionTransformer (Segmenter, DPT)', (VisionTransformer,),
-                          ('ReducedVisionTransformer',), _validate_cfg, _insert))
+def _qv_slots(model):
+    return [packed_qv_slot(layer.attn.attn, 'in_proj_weight', layer.attn.embed_dims, f'layers[{i}].attn.attn')
+            for i, layer in enumerate(getattr(model, 'backbone', model).layers)]
+
+
+def _distill_output(model, x):
+    if hasattr(model, 'decode_head'):
+        return model(x, mode='tensor'), 'logits'
+    return getattr(model, 'backbone', model)(x)[-1], 'features'
+
+
+register_host(Host(HOST_NAME, (VisionTransformer,), ('ReducedVisionTransformer',), _plan_cfg, _plan_module, _apply,
+                   qv_slots=_qv_slots, distill_output=_distill_output, family='mmseg.VisionTransformer'))

@@ -10,20 +10,19 @@ Extra tokens (cls, registers) never enter a reducer: hosts split them off and re
 This module and the algorithm files import nothing from OpenMMLab.
 """
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Mapping, Optional, Tuple
+from typing import Callable, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
-REDUCERS: Dict[str, type] = {}
+from ..utils.registry import Registry
+
+REDUCERS = Registry('reducer')
 
 
 def register_reducer(cls):
     """Class decorator: make ``dict(type=cls.__name__, ...)`` buildable by :func:`build_reducer`."""
-    if cls.__name__ in REDUCERS:
-        raise KeyError(f'reducer {cls.__name__!r} is already registered')
-    REDUCERS[cls.__name__] = cls
-    return cls
+    return REDUCERS.register(cls)
 
 
 def build_reducer(cfg):
@@ -35,9 +34,7 @@ def build_reducer(cfg):
                         f'None, got {type(cfg).__name__} {cfg!r}; registered types: {sorted(REDUCERS)}')
     cfg = dict(cfg)
     name = cfg.pop('type', None)
-    if name not in REDUCERS:
-        raise KeyError(f'unknown reducer type {name!r}; registered: {sorted(REDUCERS)}')
-    return REDUCERS[name](**cfg)
+    return REDUCERS.get_or_raise(name)(**cfg)
 
 
 @dataclass
@@ -87,6 +84,8 @@ class TokenReducer(nn.Module):
       span instead of once (ToMe ``mode='sub_block'``, the papers' ToMe baseline).
     * ``per_block``: True if the host itself must merge inside every block (ToMe ``mode='layer'``, ToMe's
       classification form with size tracking and proportional attention); only hosts that drive it accept it.
+      Such a reducer declares ``block_schedule(depth)`` (tokens merged per block), ``block_merge(metric, r,
+      class_token)`` (the merge of one block) and ``size_bias`` (add log size to the attention logits).
     * ``supports_valid``: True if a ``valid`` mask is honoured (padded tokens never enter importance, matching or
       clustering). Reducers without it refuse a mask with False entries.
     """
@@ -121,6 +120,16 @@ class TokenReducer(nn.Module):
 
     def reduce(self, x: Tensor, valid: Optional[Tensor] = None, *args) -> Reduction:  # pragma: no cover
         raise NotImplementedError
+
+    size_bias: bool = False                      # per_block: proportional attention
+
+    def block_schedule(self, depth: int):
+        """per_block reducers: the number of tokens merged in each of ``depth`` blocks."""
+        raise NotImplementedError(f'{type(self).__name__} does not merge inside every block')
+
+    def block_merge(self, metric: Tensor, r: int, class_token: bool) -> Callable:
+        """per_block reducers: ``merge(x, size) -> (x, size)`` of one block, matched on metric: (B, N, C)."""
+        raise NotImplementedError(f'{type(self).__name__} does not merge inside every block')
 
     def plan(self, H: int, W: int) -> Tuple[int, int]:
         """(h, w) of the reduced grid for an H x W input (grid reducers); raises if it does not fit."""

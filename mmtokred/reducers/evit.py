@@ -13,8 +13,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import (Reduction, TokenReducer, check_ratio, compute_dtype, gather_tokens, identity_reduction,
-                   register_reducer, restore_by_assignment)
+from .base import (
+    Reduction,
+    TokenReducer,
+    check_ratio,
+    compute_dtype,
+    gather_tokens,
+    identity_reduction,
+    register_reducer,
+    restore_by_assignment,
+)
 
 
 def keep_top_tokens(x: Tensor, importance: Tensor, n_keep: int):

@@ -29,8 +29,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import (Reduction, TokenReducer, check_choice, check_int, check_ratio, compute_dtype,
-                   identity_reduction, register_reducer, restore_by_assignment)
+from .base import (
+    Reduction,
+    TokenReducer,
+    check_choice,
+    check_int,
+    check_ratio,
+    compute_dtype,
+    identity_reduction,
+    register_reducer,
+    restore_by_assignment,
+)
 from .pooling import resize_tokens
 
 

@@ -11,8 +11,16 @@ from typing import Optional, Sequence, Tuple, Union
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import (Reduction, TokenReducer, check_choice, check_int, check_ratio, compute_dtype, identity_reduction,
-                   register_reducer)
+from .base import (
+    Reduction,
+    TokenReducer,
+    check_choice,
+    check_int,
+    check_ratio,
+    compute_dtype,
+    identity_reduction,
+    register_reducer,
+)
 
 
 def _resize(g: Tensor, size, mode: str) -> Tensor:

@@ -24,8 +24,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import (Reduction, TokenReducer, check_choice, check_int, check_ratio, compute_dtype, gather_tokens,
-                   group_mean, identity_reduction, masked_fill_invalid, register_reducer, restore_by_assignment)
+from .base import (
+    Reduction,
+    TokenReducer,
+    check_choice,
+    check_int,
+    check_ratio,
+    compute_dtype,
+    gather_tokens,
+    group_mean,
+    identity_reduction,
+    masked_fill_invalid,
+    register_reducer,
+    restore_by_assignment,
+)
 from .pooling import resize_tokens
 
 IMPORTANCE = ('max', 'sum', 'range', 'attention')
@@ -216,7 +228,8 @@ class TokenAdapter(TokenReducer):
             mode = {'max_pool': 'max', 'avg_pool': 'avg', 'bilinear': 'bilinear'}[self.merge]
             reduce_fn = lambda y: resize_tokens(y, (H, W), (n_keep_h, n_keep_w), mode, valid).flatten(1, 2)  # noqa: E731
             if valid is not None:
-                red_valid = resize_tokens(valid[..., None].float(), (H, W), (n_keep_h, n_keep_w), 'max')[..., 0].flatten(1) > 0
+                red_valid = resize_tokens(valid[..., None].float(), (H, W), (n_keep_h, n_keep_w),
+                                          'max')[..., 0].flatten(1) > 0
         else:  # keep: the normal tokens are dropped
             reduce_fn = lambda y: gather_tokens(y.reshape(B, N, -1), kept_flat)  # noqa: E731
         x_merged = reduce_fn(xf)

@@ -26,8 +26,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import (Reduction, TokenReducer, check_choice, check_int, check_ratio, compute_dtype,
-                   identity_reduction, register_reducer)
+from .base import (
+    Reduction,
+    TokenReducer,
+    check_choice,
+    check_int,
+    check_ratio,
+    compute_dtype,
+    identity_reduction,
+    register_reducer,
+)
 
 
 def bipartite_soft_matching(metric: Tensor, r: int, class_token: bool = False) -> Tuple[Callable, Callable]:
@@ -42,7 +50,7 @@ def bipartite_soft_matching(metric: Tensor, r: int, class_token: bool = False) -
         return (lambda x, size=None: (x, size)), (lambda y: y)
     m = F.normalize(metric.to(compute_dtype(metric)), dim=-1)
     a, b = m[:, ::2], m[:, 1::2]
-    n_a, n_b = a.shape[1], b.shape[1]
+    n_a = a.shape[1]
     scores = a @ b.transpose(1, 2)
     if class_token:
         scores[:, 0] = -math.inf
@@ -144,6 +152,16 @@ class ToMe(TokenReducer):
         if len(self.r) != depth:
             raise ValueError(f'ToMe r lists {len(self.r)} values; this host has {depth} blocks')
         return list(self.r)
+
+    block_schedule = layer_r
+
+    @property
+    def size_bias(self) -> bool:
+        return self.mode == 'layer' and self.prop_attn
+
+    def block_merge(self, metric: Tensor, r: int, class_token: bool):
+        """'layer' mode: the merge of one block (bipartite soft matching of r tokens on metric: (B, N, C))."""
+        return bipartite_soft_matching(metric, r, class_token=class_token)[0]
 
     def num_merged(self, n: int) -> int:
         return math.floor(n * self.ratio)

@@ -1,12 +1,13 @@
 """What every command-line tool shares: one-line errors (the traceback only with ``--debug``), checks of the
-user's inputs before anything expensive starts, and argument types that name what is valid.
+user's paths and data folders before anything expensive starts, and argument types that name what is valid. (The
+reduction settings of a config are checked by the hosts' own validator: :mod:`mmtokred.hosts.settings`.)
 
 A tool's ``main(argv)`` raises as usual (tests and Python callers see the exception); its ``__main__`` block runs
 ``sys.exit(run_cli(main))``, which prints ``error: <message>`` on one line instead of a traceback.
 
 The checks run in this order, each before anything is built: the config file, the checkpoint path, the reduction
-settings of the config (by the validators the model itself uses, on a stand-in: nothing is built), the data
-folders of the dataloaders that will be used.
+settings of the config (:func:`mmtokred.hosts.settings.load_checked_config`: the validator the model itself uses,
+nothing is built), the data folders of the dataloaders that will be used.
 """
 import argparse
 import ast
@@ -17,8 +18,6 @@ from typing import Callable, Iterator, Optional, Sequence, Tuple
 
 from .checkpoint import CheckpointMismatch
 from .warnings import silence_known_warnings
-
-HEAD_RESTORING_SEGMENTORS = ('TokenReductionEncoderDecoder',)
 
 
 class InputError(ValueError):
@@ -169,69 +168,6 @@ def check_file(path: Optional[str], what: str) -> None:
         raise InputError(f'{what} must be a file, got the folder {path}')
     if not osp.isfile(path):
         raise InputError(f'{what} not found: {path}')
-
-
-def load_checked_config(config: str, cfg_options: Optional[dict] = None):
-    """``Config.fromfile`` + ``--cfg-options``, after checking that the file exists, then the reduction settings
-    (:func:`check_reduction_settings`)."""
-    from mmengine.config import Config
-    check_file(config, 'config file')
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    check_reduction_settings(cfg)
-    return cfg
-
-
-def _plain(value):
-    return value.to_dict() if hasattr(value, 'to_dict') else value
-
-
-def _validate(where: str, backbone: dict, reducer, **settings) -> None:
-    """Check the settings with the backbone host's own validator (no model is built)."""
-    from ..hosts import host_for_type
-    from ..reducers import build_reducer
-    host = host_for_type(backbone.get('type'))
-    try:
-        if host is not None:
-            host.validate_cfg(backbone, _plain(reducer), **settings)
-        else:   # not a host (the model will say so when built): the reducer's own settings now
-            build_reducer(_plain(reducer))
-    except (ValueError, TypeError, KeyError) as e:
-        raise InputError(f'{where}: {message(e)}') from e
-
-
-def check_reduction_settings(cfg) -> None:
-    """Validate the reduction settings of ``cfg.model.backbone`` and of any ``TokenReductionHook`` in
-    ``cfg.custom_hooks`` with the validators the model uses, without building anything. Raises InputError naming
-    the config key."""
-    model = cfg.get('model') or {}
-    backbone = model.get('backbone') or {}
-    if backbone.get('reducer') is not None:
-        site = backbone.get('restore_site', 'backbone')
-        _validate('model.backbone', backbone, backbone.get('reducer'),
-                  reduce_after_layer=_plain(backbone.get('reduce_after_layer')),
-                  restore_after_layer=backbone.get('restore_after_layer'), restore_site=site)
-        if site == 'head' and model.get('type') not in HEAD_RESTORING_SEGMENTORS:
-            raise InputError(f"model.type: restore_site='head' needs a segmentor that restores the head output "
-                             f"({', '.join(HEAD_RESTORING_SEGMENTORS)}), got {model.get('type')!r}")
-    for i, hook in enumerate(cfg.get('custom_hooks') or []):
-        if hook.get('type') != 'TokenReductionHook':
-            continue
-        kwargs = {k: _plain(v) for k, v in hook.items() if k not in ('type', 'priority')}
-        if 'reducer' not in kwargs or 'reduce_after_layer' not in kwargs:
-            raise InputError(f'custom_hooks[{i}] (TokenReductionHook) needs reducer=dict(type=...) and '
-                             f'reduce_after_layer, got {sorted(kwargs)}')
-        unknown = set(kwargs) - {'reducer', 'reduce_after_layer', 'restore_after_layer', 'restore_site'}
-        if unknown:
-            raise InputError(f'custom_hooks[{i}] (TokenReductionHook): unknown arguments {sorted(unknown)}; valid: '
-                             'reducer, reduce_after_layer, restore_after_layer, restore_site')
-        from ..hosts import host_for_type
-        from ..hosts.registry import supported_hosts
-        if host_for_type(backbone.get('type')) is None:
-            raise InputError(f'custom_hooks[{i}] (TokenReductionHook): supported backbones: {supported_hosts()}; '
-                             f"got model.backbone.type={backbone.get('type')!r}")
-        _validate(f'custom_hooks[{i}] (TokenReductionHook)', backbone, **kwargs)
 
 
 TRAINING_KEYS = ('train_dataloader', 'train_cfg', 'optim_wrapper', 'param_scheduler')

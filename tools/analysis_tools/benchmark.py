@@ -76,10 +76,22 @@ def benchmark(configs, shape=None, batch_size=1, repeat=20, warmup=3, dtype=None
     import torch
 
     from mmtokred.analysis.flops import count_model_macs
-    from mmtokred.analysis.models import (BACKBONE_PROTOCOL_SHAPE, backbone_forward, build_model, config_name,
-                                          input_shape, load_config, tensor_forward)
-    from mmtokred.analysis.timing import (autocast_context, measure_machine_load, summarize, time_interleaved,
-                                          time_phases)
+    from mmtokred.analysis.models import (
+        BACKBONE_PROTOCOL_SHAPE,
+        backbone_forward,
+        build_model,
+        config_name,
+        input_shape,
+        load_config,
+        tensor_forward,
+    )
+    from mmtokred.analysis.timing import (
+        autocast_context,
+        measure_machine_load,
+        summarize,
+        time_interleaved,
+        time_phases,
+    )
 
     forward = backbone_forward if backbone_only else tensor_forward
     if backbone_only and not shape:
@@ -171,7 +183,8 @@ def main(argv=None):
                                not args.no_progress, args.backbone_only)
     prec = 'fp16' if args.fp16 else 'bf16' if args.bf16 else 'fp32'
     what = 'backbone only' if args.backbone_only else 'whole model'
-    print(f'\n{machine_name(args.device)}; {what}; batch {args.batch_size}; {prec}; {args.repeat_times} interleaved runs '
+    print(f'\n{machine_name(args.device)}; {what}; batch {args.batch_size}; {prec}; '
+          f'{args.repeat_times} interleaved runs '
           f'after {args.warmup} warm-up; {date.today().isoformat()}')
     print(format_rows(rows, with_share=bool(args.phase_repeat)))
     report_timing(rows, load, hw)

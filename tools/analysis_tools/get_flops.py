@@ -35,15 +35,21 @@ def measure(config, shape=None, cfg_options=None, backbone_only=False, progress=
     import torch
 
     from mmtokred.analysis.flops import count_model_macs
-    from mmtokred.analysis.models import (BACKBONE_PROTOCOL_SHAPE, backbone_forward, build_model, input_shape,
-                                          load_config, tensor_forward)
+    from mmtokred.analysis.models import (
+        BACKBONE_PROTOCOL_SHAPE,
+        backbone_forward,
+        build_model,
+        input_shape,
+        load_config,
+        tensor_forward,
+    )
     from mmtokred.analysis.timing import stage
     cfg = load_config(config, cfg_options)
-    if cfg.model.get('type') == 'TimmVisionTransformer':
-        from mmtokred.hosts.timm_vit import build_classifier
+    from mmtokred.compensators import CLASSIFIERS
+    if cfg.model.get('type') in CLASSIFIERS:
         hw = input_shape(cfg, shape) if shape else (cfg.data.crop, cfg.data.crop)
         with stage(f'building {osp.basename(config)}', progress):
-            model = build_classifier(cfg)
+            model = CLASSIFIERS[cfg.model.type](cfg)
         with stage(f'counting one {hw[0]}x{hw[1]} forward', progress):
             return hw, count_model_macs(model, torch.zeros(1, 3, *hw))
     hw = input_shape(cfg, shape or (BACKBONE_PROTOCOL_SHAPE if backbone_only else None))

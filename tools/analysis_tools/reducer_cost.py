@@ -43,7 +43,7 @@ def main(argv=None):
 
     from mmtokred.analysis.flops import MacCounter
     from mmtokred.analysis.timing import measure_machine_load, report_timing
-    from mmtokred.reducers import Expediting, ToMe, TokenAdapter
+    from mmtokred.reducers import Expediting, TokenAdapter, ToMe
     from mmtokred.utils.cli import add_debug_arg, add_num_threads_arg
     p = argparse.ArgumentParser(description='Time the reduction ops alone')
     p.add_argument('--grid', type=int, nargs=2, default=(40, 40), metavar=('H', 'W'))

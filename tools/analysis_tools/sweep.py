@@ -8,8 +8,9 @@ CONFIG is the unreduced model (the baseline row). SPEC is a config file with a l
 a ``name``, a ``model`` dict merged into CONFIG's model (backbone type, insertion layers, reducer type, ...) and
 ``points``: dicts merged into ``model.backbone.reducer``; optionally ``compare_to``: the name of another method
 with as many points, whose point i this method's point i is compared with (the mIoU gain and its 95%
-paired-bootstrap interval, e.g. a compensated reduction against the same reduction alone). See ``configs/sweeps/``. For every point: the test-set
-metric, the share of the baseline's mIoU it retains with a 95% paired-bootstrap interval over the test images
+paired-bootstrap interval, e.g. a compensated reduction against the same reduction alone). See
+``configs/sweeps/``. For every point: the test-set metric, the share of the baseline's mIoU it retains with a
+95% paired-bootstrap interval over the test images
 (``--bootstrap`` resamples; the interval says how much of a difference between two rows the test set can
 resolve), the agreement with the baseline's predictions (mIoU and % of equal pixels), the GFLOPs of one input at
 ``--shape``, and the speed-up over the baseline, all points timed interleaved in one process. Per-class IoUs go to
@@ -64,7 +65,8 @@ def parse_args(argv=None):
 def expand_points(base_cfg, spec):
     """[(method, setting label, cfg)] starting with the baseline; every point's reduction settings are checked
     (one-line InputError naming the method and the point)."""
-    from mmtokred.utils.cli import InputError, check_reduction_settings
+    from mmtokred.hosts.settings import check_reduction_settings
+    from mmtokred.utils.cli import InputError
     points = [('baseline', '-', base_cfg)]
     methods = {m['name']: m for m in spec['methods']}
     for method in spec['methods']:

@@ -163,8 +163,9 @@ def load_model(config, checkpoint=None, device='cpu', cfg_options=None):
     from mmseg.apis import init_model
 
     import mmtokred  # noqa: F401
+    from mmtokred.hosts.settings import load_checked_config
     from mmtokred.utils import allow_trusted_checkpoints
-    from mmtokred.utils.cli import check_file, load_checked_config
+    from mmtokred.utils.cli import check_file
     allow_trusted_checkpoints()
     check_file(checkpoint, 'checkpoint')
     model = init_model(load_checked_config(config, cfg_options), None, device=device)

@@ -85,7 +85,8 @@ def make_street_scene(rng, height=240, width=320):
     for _ in range(rng.integers(0, 4)):                     # pedestrians on the pavement
         px, base = rng.uniform(0, width), rng.uniform(horizon + 2, kerb + 4)
         hgt = rng.uniform(18, 34)
-        _ellipse(img, lab, base - hgt * 0.45, px, hgt * 0.45, hgt * 0.14, PEDESTRIAN, jitter(BASE_COLOUR[PEDESTRIAN], 40))
+        _ellipse(img, lab, base - hgt * 0.45, px, hgt * 0.45, hgt * 0.14, PEDESTRIAN,
+                 jitter(BASE_COLOUR[PEDESTRIAN], 40))
         _ellipse(img, lab, base - hgt * 0.98, px, hgt * 0.1, hgt * 0.1, PEDESTRIAN, (210, 170, 140))
     if rng.uniform() < 0.3:                                  # a cyclist
         bx, base = rng.uniform(0, width), rng.uniform(kerb + 10, height)

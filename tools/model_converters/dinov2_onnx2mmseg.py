@@ -15,8 +15,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # run from a clone
 
-from mmtokred.pretrained import (CONVERTED_PATH, MissingPretrainedError, converted_backbone,  # noqa: E402
-                                 sha256_file)
+from mmtokred.pretrained import CONVERTED_PATH, MissingPretrainedError, converted_backbone, sha256_file  # noqa: E402
 
 
 def main(argv=None):

@@ -10,8 +10,7 @@ from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from mmengine.structures import InstanceData, PixelData
 from torch import Tensor
 
-from .postprocess import (instance_inference, panoptic_inference, panoptic_to_mmdet, resize_masks,
-                          semantic_inference)
+from .postprocess import instance_inference, panoptic_inference, panoptic_to_mmdet, resize_masks, semantic_inference
 
 
 @MODELS.register_module()

@@ -1,12 +1,8 @@
-"""Where a compensator goes in each host, and how a host is put at a reduction degree.
+"""Attaching a compensator to a model and putting the model at a reduction degree.
 
-A host adapter declares, for one model family:
-  * ``qv_slots(model)``: per block, the packed projection weight holding q and v (mmseg ViT: the
-    ``nn.MultiheadAttention.in_proj_weight`` of each layer, q = rows [0, C), v = rows [2C, 3C); timm ViT: the
-    ``qkv`` Linear's weight, same layout);
-  * ``set_degree(model, setting)``: apply one entry of a compensator's degree list (a reduction setting);
-  * ``distill_output(model, x)``: what self-distillation compares, and whether it is class logits (KL on the class
-    axis 1) or features (L1).
+Where a compensator goes is the host's knowledge (:class:`mmtokred.hosts.Host`: ``qv_slots`` per block, the packed
+projection weight holding q and v; ``distill_output``: what self-distillation compares); a degree is a reduction
+setting, applied with :func:`mmtokred.hosts.insert_token_reduction`.
 
 Applying a compensator (:func:`apply_compensator`, :func:`fold_compensator`) never adds a module, parameter or
 buffer to the host: the branch swaps the projection weight for W + dW during the module's own forward (the
@@ -14,137 +10,48 @@ upstream forward code runs unchanged; dW is computed from the active chunks only
 MACs per forward whatever the token count); folding adds dW to the weights in place (zero run-time cost) and
 :func:`unfold_compensator` subtracts it again.
 """
-from dataclasses import dataclass
+import inspect
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from ..hosts import HOSTS, Host, QVSlot, host_for_module, insert_token_reduction
+from ..reducers import REDUCERS, build_reducer
 from .tocom import TokenCompensator, plain
 
 
-@dataclass
-class QVSlot:
-    """The packed (3C, C) projection weight of one block: ``getattr(module, name)``; q = rows [0, C), v = rows
-    [2C, 3C)."""
-    module: nn.Module
-    name: str
-    dims: int
+def compensator_host(model) -> Host:
+    """The host of ``model``'s family that declares where a compensator goes, else a TypeError listing them."""
+    try:
+        host = host_for_module(getattr(model, 'backbone', model))
+    except TypeError:
+        host = None
+    if host is None or not host.takes_compensator:
+        raise TypeError(f'no compensator host adapter for a {type(model).__name__}; supported: '
+                        f'{[h.family for h in HOSTS.values() if h.takes_compensator]}')
+    return host
 
 
-class HostAdapter:
-    name: str = ''
-
-    @staticmethod
-    def matches(model) -> bool:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def qv_slots(self, model) -> List[QVSlot]:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def set_degree(self, model, setting) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def distill_output(self, model, x: Tensor) -> Tuple[Tensor, str]:  # pragma: no cover - interface
-        raise NotImplementedError
+def set_degree(model, setting) -> None:
+    """Put ``model`` at one entry of a compensator's degree list (a reduction setting; None: no reduction)."""
+    setting = dict(setting or {})
+    insert_token_reduction(model, setting.pop('reducer', None), setting.pop('reduce_after_layer', None), **setting)
 
 
-def _packed_slot(module, name, dims, where):
-    weight = getattr(module, name, None)
-    if weight is None or tuple(weight.shape) != (3 * dims, dims):
-        raise TypeError(f'{where}: expected a packed (3C, C) = ({3 * dims}, {dims}) q/k/v projection weight '
-                        f'{name!r}, got {None if weight is None else tuple(weight.shape)}')
-    return QVSlot(module, name, dims)
-
-
-class MMSegViTAdapter(HostAdapter):
-    """mmseg ``VisionTransformer`` (bare, or the ``backbone`` of a segmentor)."""
-    name = 'mmseg.VisionTransformer'
-
-    @staticmethod
-    def backbone(model):
-        return getattr(model, 'backbone', model)
-
-    @staticmethod
-    def matches(model) -> bool:
-        try:
-            from mmseg.models.backbones import VisionTransformer
-        except ImportError:  # pragma: no cover - mmseg is a hard dependency of the hosts
-            return False
-        return isinstance(MMSegViTAdapter.backbone(model), VisionTransformer)
-
-    def qv_slots(self, model):
-        layers = self.backbone(model).layers
-        return [_packed_slot(layer.attn.attn, 'in_proj_weight', layer.attn.embed_dims, f'layers[{i}].attn.attn')
-                for i, layer in enumerate(layers)]
-
-    def set_degree(self, model, setting):
-        from ..hosts import insert_token_reduction
-        if setting is None:
-            insert_token_reduction(model, None, None)
-        else:
-            insert_token_reduction(model, **setting)
-
-    def distill_output(self, model, x):
-        if hasattr(model, 'decode_head'):
-            return model(x, mode='tensor'), 'logits'
-        return self.backbone(model)(x)[-1], 'features'
-
-
-class TimmViTAdapter(HostAdapter):
-    """timm ``VisionTransformer`` (DeiT / ViT), with the reductions of :mod:`mmtokred.hosts.timm_vit`."""
-    name = 'timm.VisionTransformer'
-
-    @staticmethod
-    def matches(model) -> bool:
-        try:
-            from timm.models.vision_transformer import VisionTransformer
-        except ImportError:
-            return False
-        return isinstance(model, VisionTransformer)
-
-    def qv_slots(self, model):
-        return [_packed_slot(block.attn.qkv, 'weight', block.attn.qkv.in_features, f'blocks[{i}].attn.qkv')
-                for i, block in enumerate(model.blocks)]
-
-    def set_degree(self, model, setting):
-        from ..hosts.timm_vit import configure_timm_reduction
-        configure_timm_reduction(model, **(setting or {}))
-
-    def distill_output(self, model, x):
-        if getattr(model, 'num_classes', 0):
-            return model(x), 'logits'
-        return model.forward_features(x), 'features'
-
-
-HOST_ADAPTERS: Tuple[HostAdapter, ...] = (MMSegViTAdapter(), TimmViTAdapter())
-
-
-def host_adapter(model) -> HostAdapter:
-    """The adapter of ``model``'s family, else a TypeError listing the supported hosts."""
-    for adapter in HOST_ADAPTERS:
-        if adapter.matches(model):
-            return adapter
-    raise TypeError(f'no compensator host adapter for a {type(model).__name__}; supported: '
-                    f'{[a.name for a in HOST_ADAPTERS]}')
-
-
-def host_signature(model) -> Tuple[HostAdapter, List[QVSlot]]:
-    adapter = host_adapter(model)
-    return adapter, adapter.qv_slots(model)
+def host_signature(model) -> Tuple[Host, List[QVSlot]]:
+    host = compensator_host(model)
+    return host, host.qv_slots(model)
 
 
 def build_compensator_for(model, degrees, rank: int = 2, scale: float = 0.1) -> TokenCompensator:
     """A fresh compensator sized for ``model`` (its width, depth and host family)."""
-    adapter, slots = host_signature(model)
-    return TokenCompensator(slots[0].dims, len(slots), degrees, rank, scale, adapter.name)
+    host, slots = host_signature(model)
+    return TokenCompensator(slots[0].dims, len(slots), degrees, rank, scale, host.family)
 
 
 def canonical_reducer(cfg) -> Optional[dict]:
     """A reducer config with every default filled in (plain data), or None when it reduces nothing."""
-    import inspect
-
-    from ..reducers import REDUCERS, build_reducer
     if cfg is None or not build_reducer(cfg).enabled:
         return None
     cfg = plain(dict(cfg))
@@ -189,8 +96,8 @@ def find_degree(compensator: TokenCompensator, setting, depth: int, target: Opti
 
 
 def _checked_slots(model, comp: TokenCompensator) -> List[QVSlot]:
-    adapter, slots = host_signature(model)
-    comp.check_host(slots[0].dims, len(slots), adapter.name)
+    host, slots = host_signature(model)
+    comp.check_host(slots[0].dims, len(slots), host.family)
     return slots
 
 
@@ -209,7 +116,7 @@ class CompensatorBranch:
     through the swapped weights, which is how tools/train_compensator.py trains it.
 
     Args:
-        model: a supported host (see :data:`HOST_ADAPTERS`).
+        model: a model of a host that declares ``qv_slots`` (mmseg ViT, timm ViT).
         compensator: a :class:`TokenCompensator` trained for this host's width, depth and family.
         source, target: degree indices (source: where the model is at home, usually 0 = unreduced; target: the
             degree it runs at).
