@@ -3,12 +3,13 @@ validating settings into a frozen :class:`ReductionPlan` and running the upstrea
 The timm host is registered when timm is installed."""
 from . import timm_vit  # noqa: F401,E402  (registers the timm host; timm itself is imported on use)
 from .api import reducers_of, reduction_disabled, reduction_plan
-from .registry import HOSTS, Host, QVSlot, ReductionPlan, host_for_module, host_for_type, register_host
+from .registry import HOSTS, Host, QVSlot, ReductionPlan, host_for_module, host_for_type, register_host, set_plan
 from .segmentor import TokenReductionEncoderDecoder, TokenReductionHook, attach_head_restore, insert_token_reduction
+from .span import run_span
 from .swin import REDUCED_SWIN, WindowReductionMixin
-from .vit import ReducedVisionTransformer
+from .vit import ReducedVisionTransformer, plan_vit
 
 __all__ = ['ReducedVisionTransformer', 'TokenReductionEncoderDecoder', 'TokenReductionHook',
            'insert_token_reduction', 'attach_head_restore', 'REDUCED_SWIN', 'WindowReductionMixin', 'HOSTS', 'Host',
            'QVSlot', 'ReductionPlan', 'host_for_module', 'host_for_type', 'register_host', 'reduction_plan',
-           'reducers_of', 'reduction_disabled']
+           'reducers_of', 'reduction_disabled', 'plan_vit', 'run_span', 'set_plan']

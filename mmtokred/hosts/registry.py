@@ -107,6 +107,12 @@ def packed_qv_slot(module, name: str, dims: int, where: str) -> QVSlot:
     return QVSlot(module, name, dims)
 
 
+def _first_item_map(backbone, maps, image_hw):
+    conv = backbone.patch_embed
+    conv = getattr(conv, 'projection', getattr(conv, 'proj', conv))
+    return maps[0], conv.kernel_size[0]
+
+
 class Host:
     """How one upstream family takes a reduction (and a compensator).
 
@@ -118,21 +124,28 @@ class Host:
             (upstream defaults for what it omits) without building anything; raises ValueError naming the
             parameter.
         plan_module: ``(backbone: nn.Module, **settings) -> ReductionPlan``: the same on a built backbone.
-        apply: ``(backbone, plan) -> None``: converts the backbone in place (swaps its class to the reduced one
-            and sets the plan); only called with a valid plan.
+        apply: ``(backbone, plan) -> None``: converts the backbone in place; only called with a valid plan.
+            Default: swap its class to ``reduced_class`` (unless it is one already) and set the plan.
         options: names of the host's options beyond :data:`SETTINGS`.
         qv_slots: ``model -> [QVSlot]`` per block (where a compensator goes), or None.
         distill_output: ``(model, x) -> (tensor, 'logits' | 'features')``: what self-distillation compares.
         family: the family name a compensator file records (default: ``name``).
+        reduced_class: the reduced class the default ``apply`` swaps an upstream backbone to.
+        token_map: ``(backbone, maps (B', h, w), image (H, W)) -> ((h0, w0) map of the first image, pixels per
+            token)``: lays out per-item maps of the first reduction (one per image, or per window) on the first
+            image's token grid, for pictures. Default: ``maps[0]`` with the patch size of ``patch_embed``.
     """
 
     def __init__(self, name: str, upstream, reduced_types: Tuple[str, ...], plan_cfg: Callable,
-                 plan_module: Callable, apply: Callable, options: Tuple[str, ...] = (),
+                 plan_module: Callable, apply: Optional[Callable] = None, options: Tuple[str, ...] = (),
                  qv_slots: Optional[Callable] = None, distill_output: Optional[Callable] = None,
-                 family: Optional[str] = None):
+                 family: Optional[str] = None, reduced_class: Optional[type] = None,
+                 token_map: Optional[Callable] = None):
         self.name, self._upstream, self.reduced_types = name, upstream, tuple(reduced_types)
         self.family = family or name
-        self.plan_cfg, self.plan_module, self.apply = plan_cfg, plan_module, apply
+        self.plan_cfg, self.plan_module, self.reduced_class = plan_cfg, plan_module, reduced_class
+        self.apply = apply or self._swap_class
+        self.token_map = token_map or _first_item_map
         self.options = tuple(options)
         self._qv_slots, self._distill_output = qv_slots, distill_output
 
@@ -146,6 +159,11 @@ class Host:
 
     def valid_arguments(self) -> Tuple[str, ...]:
         return SETTINGS + self.options
+
+    def _swap_class(self, backbone, plan: ReductionPlan):
+        if not isinstance(backbone, self.reduced_class):
+            backbone.__class__ = self.reduced_class
+        set_plan(backbone, plan)
 
     @property
     def takes_compensator(self) -> bool:

@@ -141,12 +141,15 @@ def check_sites(value, high: int, model: str, note: str, unit: str = 'layers', a
     return sites
 
 
-def run_span(blocks: Sequence, x: Tensor, reducer, sites: Sequence[int], restore_after: Optional[int], n_extra: int,
-             grid: Tuple[int, int], call: Callable = lambda block, x: block(x)) -> Tensor:
-    """The span driver: run ``blocks`` on x: (B, n_extra + H*W, C), reducing the patch tokens after every block in
-    ``sites`` (-1: before the first) and restoring them to the (H, W) grid after block ``restore_after`` (None:
-    never; a classifier reads the reduced set). Extra tokens (cls, registers) bypass the reducer; every block
-    runs in its phase. ``call(block, x)`` runs one block (default: ``block(x)``)."""
+def run_span(blocks: Sequence, x: Tensor, plan, n_extra: int, grid: Tuple[int, int],
+             call: Callable = lambda block, x: block(x)) -> Tensor:
+    """The span driver: run ``blocks`` on x: (B, n_extra + H*W, C) as a one-span ``plan`` says: the patch tokens
+    are reduced by ``plan.reducer`` after every block in ``plan.sites`` (-1: before the first) and restored to the
+    (H, W) grid after block ``plan.restore_after_layer[0]`` (none: never; a classifier reads the reduced set).
+    Extra tokens (cls, registers) bypass the reducer; every block runs in its phase. ``call(block, x)`` runs one
+    block (default: ``block(x)``)."""
+    reducer, sites = plan.reducer, plan.sites
+    restore_after = plan.restore_after_layer[0] if plan.restore_after_layer else None
     stack = ReductionStack(reducer, grid)
 
     def reduce(x):

@@ -287,10 +287,18 @@ def _plan_module(backbone, **settings) -> ReductionPlan:
                       [stage.blocks[0].attn.window_size for stage in backbone.stages], **settings)
 
 
-def _apply(reduced_cls, backbone, plan: ReductionPlan):
-    if not isinstance(backbone, WindowReductionMixin):
-        backbone.__class__ = reduced_cls
-    set_plan(backbone, plan)
+def _window_token_map(backbone, maps: Tensor, image_hw):
+    """maps: (B * nW, K, K) per-window maps of the first span -> (the first image's (h, w) map at that stage,
+    pixels per token)."""
+    span = backbone.token_reduction.plan.spans[0]
+    patch = backbone.patch_embed.projection.kernel_size[0]
+    h, w = math.ceil(image_hw[0] / patch), math.ceil(image_hw[1] / patch)
+    for _ in range(span.stage):                           # PatchMerging pads odd sizes
+        h, w = math.ceil(h / 2), math.ceil(w / 2)
+    K = span.window
+    Hp, Wp = math.ceil(h / K) * K, math.ceil(w / K) * K
+    first_image = maps[:(Hp // K) * (Wp // K), ..., None]
+    return window_reverse(first_image, K, Hp, Wp)[0, :h, :w, 0], patch * 2 ** span.stage
 
 
 def _register():
@@ -310,7 +318,7 @@ def _register():
         reduced = registry.register_module(module=_reduced_swin(upstream))
         register_host(Host(f'{scope} SwinTransformer (Mask2Former, MaskDINO)', (upstream,),
                            ('ReducedSwinTransformer',), partial(_plan_cfg, upstream), _plan_module,
-                           partial(_apply, reduced), options=('reference_shift_mask',)))
+                           options=('reference_shift_mask',), reduced_class=reduced, token_map=_window_token_map))
         classes[scope] = reduced
     return classes
 

@@ -109,7 +109,7 @@ def reduced_forward_features(model, x, *args, **kwargs):
         grid = model.patch_embed.grid_size
         if x.shape[1] - n_prefix != grid[0] * grid[1]:
             raise ValueError(f'expected {grid[0]}x{grid[1]} patch tokens, got {x.shape[1] - n_prefix}')
-        x = run_span(model.blocks, x, reducer, plan.sites, None, n_prefix, grid)
+        x = run_span(model.blocks, x, plan, n_prefix, grid)
     return model.norm(x)
 
 

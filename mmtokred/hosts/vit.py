@@ -39,15 +39,17 @@ HOST_NAME = 'mmseg VisionTransformer (Segmenter, DPT)'
 
 
 def plan_vit(depth: int, with_cls_token: bool, reducer, reduce_after_layer: Union[int, Sequence[int], None] = None,
-             restore_after_layer: Optional[int] = None, restore_site: str = 'backbone') -> ReductionPlan:
+             restore_after_layer: Optional[int] = None, restore_site: str = 'backbone',
+             host: str = HOST_NAME) -> ReductionPlan:
     """The placement on a ``depth``-layer ViT (the one validator: configs, ``insert_token_reduction``, the hook and
-    the tools' early checks). Raises ValueError / TypeError / KeyError naming the parameter."""
+    the tools' early checks; reused by other plain-ViT hosts, ``host`` naming them). Raises ValueError /
+    TypeError / KeyError naming the parameter."""
     settings = dict(reducer=reducer, reduce_after_layer=reduce_after_layer, restore_after_layer=restore_after_layer,
                     restore_site=restore_site)
     reducer = build_reducer(reducer)
     check_restore_site(restore_site)
     if reducer is None:
-        return ReductionPlan(HOST_NAME, depth, restore_site=restore_site, settings=settings)
+        return ReductionPlan(host, depth, restore_site=restore_site, settings=settings)
     sites = check_sites(reduce_after_layer, depth - 1, f'{depth}-layer backbone', '-1: before the first layer')
     if restore_after_layer is None:
         restore_after_layer = depth - 1
@@ -72,7 +74,7 @@ def plan_vit(depth: int, with_cls_token: bool, reducer, reduce_after_layer: Unio
     if in_layer and sites[0] == -1:
         raise ValueError(f'{name} ranks tokens by the attention of the layer it runs in: reduce_after_layer=-1 '
                          '(before the first layer) has none')
-    return ReductionPlan(HOST_NAME, depth, (reducer,), tuple(sites), (restore_after_layer,), restore_site,
+    return ReductionPlan(host, depth, (reducer,), tuple(sites), (restore_after_layer,), restore_site,
                          settings=settings)
 
 
@@ -84,12 +86,6 @@ def _plan_cfg(cfg: dict, **settings) -> ReductionPlan:
 
 def _plan_module(backbone, **settings) -> ReductionPlan:
     return plan_vit(len(backbone.layers), backbone.with_cls_token, **settings)
-
-
-def _apply(backbone, plan: ReductionPlan):
-    if type(backbone) is VisionTransformer:
-        backbone.__class__ = ReducedVisionTransformer
-    set_plan(backbone, plan)
 
 
 def attention_with_weights(attn, x):
@@ -234,5 +230,6 @@ def _distill_output(model, x):
     return getattr(model, 'backbone', model)(x)[-1], 'features'
 
 
-register_host(Host(HOST_NAME, (VisionTransformer,), ('ReducedVisionTransformer',), _plan_cfg, _plan_module, _apply,
-                   qv_slots=_qv_slots, distill_output=_distill_output, family='mmseg.VisionTransformer'))
+register_host(Host(HOST_NAME, (VisionTransformer,), ('ReducedVisionTransformer',), _plan_cfg, _plan_module,
+                   reduced_class=ReducedVisionTransformer, qv_slots=_qv_slots, distill_output=_distill_output,
+                   family='mmseg.VisionTransformer'))

@@ -10,7 +10,7 @@ Extra tokens (cls, registers) never enter a reducer: hosts split them off and re
 This module and the algorithm files import nothing from OpenMMLab.
 """
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional, Tuple
+from typing import Callable, Dict, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -122,6 +122,13 @@ class TokenReducer(nn.Module):
         raise NotImplementedError
 
     size_bias: bool = False                      # per_block: proportional attention
+    panel_colours: Dict[str, tuple] = {}         # RGB per category of an integer panel (see ``panels``)
+
+    def panels(self, reduction: 'Reduction') -> Dict[str, Tensor]:
+        """What this reducer decided, as pictures on its input grid: name -> (B, H, W) tensor, bool (True: kept)
+        or integer categories (colours in ``panel_colours[name]``). Every reduction also has its groups
+        (:meth:`Reduction.assignment`); default: nothing more."""
+        return {}
 
     def block_schedule(self, depth: int):
         """per_block reducers: the number of tokens merged in each of ``depth`` blocks."""

@@ -148,6 +148,24 @@ class TokenAdapter(TokenReducer):
             raise ValueError("eject_mode='assignment' restores from the merge groups: it needs merge='average', "
                              f'got merge={merge!r}')
 
+    ROLES = 'roles: teal normal / grey representative / orange unique'
+    panel_colours = {ROLES: ((0, 150, 150), (150, 150, 150), (255, 140, 0))}
+
+    def panels(self, reduction: Reduction):
+        """The kept rows / columns (paper Fig. 3) and the role of every token (Fig. 5): 0 normal, 1 representative,
+        2 unique; (B, H, W) each."""
+        info = reduction.info
+        if 'rows' not in info:      # nothing removed
+            return {}
+        (H, W), rows, cols = info['grid'], info['rows'], info['cols']
+        batch = torch.arange(rows.shape[0], device=rows.device)[:, None, None]
+        kept = torch.zeros(rows.shape[0], H, W, dtype=torch.bool, device=rows.device)
+        kept[batch, rows[:, :, None], cols[:, None, :]] = True
+        roles = torch.zeros(kept.shape, dtype=torch.long, device=rows.device)
+        unique = info['row_unique'][:, :, None] | info['col_unique'][:, None, :]
+        roles[batch, rows[:, :, None], cols[:, None, :]] = 1 + unique.long()
+        return {'removed rows / columns': kept, self.ROLES: roles}
+
     def extra_repr(self):
         size = f'grid={self.grid}' if self.grid else f'r_h={self.r_h}, r_w={self.r_w}'
         return (f'{size}, unique=({self.unique_ratio_h}, {self.unique_ratio_w}), '

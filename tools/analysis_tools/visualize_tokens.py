@@ -6,12 +6,12 @@
 Token Adapter (paper Fig. 3 and 5): the removed rows and columns; the groups (grey = representative,
 orange = unique, teal = normal); the matching of normal tokens to their representative token (one colour per
 group). Expediting: the cluster each token is reconstructed from first (nearest centre). ToMe: the merge groups.
+ViT and Swin hosts (Swin: the windows of the first reduced stage, laid out on the image).
 With a checkpoint the predictions of the reduced and of the unreduced model (the same weights, reduction switched
 off) are shown side by side, with a legend of the classes they contain. The picture shows the first reduction of
 the first crop; the token panels show that crop as the backbone saw it. Panels are lettered (a), (b), ...
 """
 import argparse
-import contextlib
 import os
 import os.path as osp
 import sys
@@ -21,7 +21,6 @@ import numpy as np
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 DEFAULT_OUT = osp.join('work_dirs', 'tokens.png')
-GROUP_COLOURS = {'representative': (150, 150, 150), 'unique': (255, 140, 0), 'normal': (0, 150, 150)}
 
 
 def parse_args(argv=None):
@@ -37,29 +36,20 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-@contextlib.contextmanager
-def reduction_off(backbone):
-    """The host runs its upstream forward inside the block (no reducer), the same weights."""
-    reducer = backbone.token_reducer
-    backbone.token_reducer = None
-    try:
-        yield
-    finally:
-        backbone.token_reducer = reducer
-
-
 def capture_reduction(model, image):
-    """Run mmseg inference on ``image`` and return (first Reduction, its input tokens (1, H, W, C), result, crop).
+    """Run mmseg inference on ``image`` and return (first Reduction, its input tokens, result, crop).
 
-    The reducer's first call is captured, whichever the host drives (once per span, or around every sub-block)."""
+    The first reducer's first call is captured, whichever the host drives (once per span, per window or around every
+    sub-block)."""
     from mmseg.apis import inference_model
 
-    reducer = getattr(model.backbone, 'token_reducer', None)
-    if reducer is None:
-        raise ValueError('the config has no reducer (model.backbone.reducer): nothing to visualise')
+    from mmtokred.hosts import reducers_of
+    reducers = reducers_of(model)
+    if not reducers:
+        raise ValueError('the config has no active reducer (model.backbone.reducer): nothing to visualise')
     seen, crops = [], []
     hooks = [model.backbone.register_forward_pre_hook(lambda m, i: crops.append(i[0][:1].detach())),
-             reducer.register_forward_hook(lambda m, inp, out: seen.append((out, inp[0])) if not seen else None)]
+             reducers[0].register_forward_hook(lambda m, inp, out: seen.append((out, inp[0])) if not seen else None)]
     try:
         result = inference_model(model, image)
     finally:
@@ -82,29 +72,29 @@ def palette(n, seed=3):
     return rng.integers(40, 255, size=(max(n, 1), 3)).astype(np.uint8)
 
 
-def token_panels(reduction):
-    """Dict name -> (H, W, 3) uint8 picture at token resolution, or (H, W) bool mask for 'removed'. Every
-    reduction gets its groups (the reduced token each position is restored from); what a reducer records in
-    ``info`` adds panels (kept rows / columns and token roles of the Token Adapter)."""
-    info = reduction.info
-    H, W = info['grid']
+def token_panels(model, reduction, image_hw):
+    """(dict name -> (h, w, 3) uint8 picture at token resolution or (h, w) bool mask of kept tokens, pixels per
+    token) for the first image. Every reduction gets its groups (the reduced token each position is restored
+    from); what the reducer declares (``panels``) adds pictures, e.g. the Token Adapter's kept rows / columns and
+    token roles. The host lays per-window reductions out on the image (``Host.token_map``)."""
+    import torch
+
+    from mmtokred.hosts import host_for_module, reducers_of
+    host, reducer = host_for_module(model.backbone), reducers_of(model)[0]
     panels = {}
-    if 'rows' in info:      # rows / columns were removed
-        rows, cols = info['rows'][0].tolist(), info['cols'][0].tolist()
-        kept = np.zeros((H, W), bool)
-        kept[np.ix_(rows, cols)] = True
-        panels['removed rows / columns'] = kept
-        ru = dict(zip(rows, info['row_unique'][0].tolist()))
-        cu = dict(zip(cols, info['col_unique'][0].tolist()))
-        roles = np.zeros((H, W, 3), np.uint8)
-        roles[:] = GROUP_COLOURS['normal']
-        for i in rows:
-            for j in cols:
-                roles[i, j] = GROUP_COLOURS['unique' if ru[i] or cu[j] else 'representative']
-        panels['roles: grey rep. / orange unique / teal normal'] = roles
-    group = reduction.assignment()[0].reshape(H, W).cpu().numpy()
+    for name, value in reducer.panels(reduction).items():
+        value, patch = host.token_map(model.backbone, value, image_hw)
+        value = value.cpu().numpy()
+        if value.dtype != bool:
+            colours = reducer.panel_colours.get(name)
+            value = (np.asarray(colours, np.uint8) if colours else palette(int(value.max()) + 1))[value]
+        panels[name] = value
+    group = reduction.assignment()                                    # (B', h, w): one map per image or window
+    group = group + torch.arange(group.shape[0], device=group.device)[:, None, None] * reduction.tokens.shape[1]
+    group, patch = host.token_map(model.backbone, group, image_hw)
+    group = group.cpu().numpy()
     panels['groups: reduced token restored from'] = palette(int(group.max()) + 1)[group]
-    return panels
+    return panels, patch
 
 
 def render(image_rgb, panels, prediction=None, pred_palette=None, patch=16, out=DEFAULT_OUT, title='',
@@ -185,13 +175,14 @@ def visualize_model(model, image, out=DEFAULT_OUT, title='', predict=True):
     from mmtokred.utils.cli import check_file
     check_file(image, 'image')
     reduction, tokens, result, rgb = capture_reduction(model, image)
-    panels = token_panels(reduction)
-    patch = model.backbone.patch_embed.projection.kernel_size[0]
+    panels, patch = token_panels(model, reduction, rgb.shape[:2])
     prediction = unreduced = None
     if predict:
         from mmseg.apis import inference_model
+
+        from mmtokred.hosts import reduction_disabled
         prediction = result.pred_sem_seg.data[0].cpu().numpy()
-        with reduction_off(model.backbone):
+        with reduction_disabled(model):
             unreduced = inference_model(model, image).pred_sem_seg.data[0].cpu().numpy()
     meta = getattr(model, 'dataset_meta', None) or dataset_metainfo(model.cfg)
     pal = meta.get('palette')
@@ -205,8 +196,9 @@ def visualize_model(model, image, out=DEFAULT_OUT, title='', predict=True):
 def visualize(image, config, checkpoint=None, out=DEFAULT_OUT, device='cpu', cfg_options=None):
     from mmtokred.utils.cli import check_file
     check_file(image, 'image')
+    from mmtokred.hosts import reducers_of
     model = load_model(config, checkpoint, device, cfg_options)
-    title = f'{osp.basename(config)}: {type(model.backbone.token_reducer).__name__}'
+    title = f'{osp.basename(config)}: {type(reducers_of(model)[0]).__name__}'
     return visualize_model(model, image, out, title, predict=bool(checkpoint))[0]
 
 
