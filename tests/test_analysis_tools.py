@@ -3,6 +3,7 @@ import csv
 import importlib.util
 import os.path as osp
 
+import numpy as np
 import pytest
 import torch
 
@@ -199,4 +200,28 @@ def test_visualize_tokens(method, tiny):
     out = str(tmp / f'{method}.png')
     tool('visualize_tokens').main([image, osp.join(ROOT, 'configs', 'tiny', f'segmenter_tiny_{method}_ade.py'),
                                    '--checkpoint', ckpt, '--out', out])
+    assert open(out, 'rb').read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_visualize_tokens_on_swin(tiny):
+    """A Swin config: every window of the first reduced stage is laid out on the image (the host's token_map), with
+    the Token Adapter's panels."""
+    data, _, tmp = tiny
+    image = osp.join(data, 'images', 'validation', 'ADE_valid_00000000.jpg')
+    config = osp.join(ROOT, 'configs', 'tiny', 'mask2former_tiny_tokenadapter_ade.py')
+    from mmtokred import reduction_plan
+    vt = tool('visualize_tokens')
+    model = vt.load_model(config)
+    reduction, _, _, rgb = vt.capture_reduction(model, image)
+    panels, patch = vt.token_panels(model, reduction, rgb.shape[:2])
+    assert set(panels) == {'removed rows / columns', 'roles: teal normal / grey representative / orange unique',
+                           'groups: reduced token restored from'}
+    h, w = next(iter(panels.values())).shape[:2]
+    assert all(p.shape[:2] == (h, w) for p in panels.values())
+    assert patch == 4 * 2 ** reduction_plan(model).spans[0].stage
+    assert (h - 1) * patch < rgb.shape[0] <= h * patch and (w - 1) * patch < rgb.shape[1] <= w * patch
+    assert reduction.tokens.shape[0] > 1          # (B * nW) windows of 7x7, each reduced to 5x5 (25 groups) ...
+    assert len(np.unique(panels['groups: reduced token restored from'].reshape(-1, 3), axis=0)) > 25   # ... all shown
+    out = str(tmp / 'swin.png')
+    vt.main([image, config, '--out', out])
     assert open(out, 'rb').read(8) == b'\x89PNG\r\n\x1a\n'

@@ -27,7 +27,7 @@ Attention                      value (4 corner weights per channel) + the attent
 
 Element-wise ops (norms, activations, softmax, additions, gathers) are not counted, as in fvcore/detectron2 --
 the convention of the published numbers. Each op is attributed to the phase that is active when it runs
-(:mod:`mmtokred.analysis.phases`); ops inside the backbone outside any marked phase count as "before reduction",
+(:mod:`mmtokred.phases`); ops inside the backbone outside any marked phase count as "before reduction",
 ops outside the backbone as "decode head / neck".
 """
 from collections import OrderedDict, defaultdict

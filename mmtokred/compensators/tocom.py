@@ -18,7 +18,7 @@ steps and the rank per step come from the arguments. The reference also applies 
 projection during training; the delta here is a plain linear map, which is what makes folding exact.
 
 Degrees are *indices* into ``degrees``; the entries themselves (reducer settings, any plain-data value) are
-metadata the host adapters interpret (:mod:`mmtokred.compensators.hosts`).
+metadata the hosts interpret (:mod:`mmtokred.compensators.branch`, :class:`mmtokred.hosts.Host`).
 """
 import math
 from typing import Any, List, Optional, Sequence
