@@ -6,6 +6,8 @@ import os.path as osp
 import pytest
 import torch
 
+from mmtokred import reduction_plan
+
 spec = importlib.util.spec_from_file_location('helpers', osp.join(osp.dirname(__file__), 'helpers.py'))
 helpers = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(helpers)
@@ -222,7 +224,7 @@ def test_reduce_before_the_first_layer():
         bb(x)
         emb, hw = bb.patch_embed(x)
         emb = bb._pos_embeding(torch.cat([bb.cls_token.expand(2, -1, -1), emb], 1), hw, bb.pos_embed)
-        reduced = bb.token_reducer(emb[:, 1:].reshape(2, *hw, -1), None).tokens
+        reduced = reduction_plan(bb).reducer(emb[:, 1:].reshape(2, *hw, -1), None).tokens
     assert torch.equal(captured['x'][:, 1:], reduced) and torch.equal(captured['x'][:, 0], emb[:, 0])
 
 
@@ -266,7 +268,7 @@ def test_tome_sub_block_modes_reduce_the_declared_sub_blocks(mode, calls_per_lay
                                                reducer=dict(type='ToMe', ratio=0.4, mode=mode)))
     reduced.load_state_dict(upstream.state_dict())
     calls = []
-    reduced.token_reducer.register_forward_hook(lambda m, i, o: calls.append(o.tokens.shape[1]))
+    reduction_plan(reduced).reducer.register_forward_hook(lambda m, i, o: calls.append(o.tokens.shape[1]))
     x = torch.randn(2, 3, 64, 80)
     with torch.no_grad():
         out, ref = reduced(x), upstream(x)

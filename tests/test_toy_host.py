@@ -35,7 +35,7 @@ class ReducedToyViT(ToyViT):                               # the host's class: t
 
     def forward(self, x):
         plan = self.token_reduction.plan
-        return super().forward(x, plan.active and (lambda x, hw: run_span(self.blocks, x, plan, 1, hw)))
+        return super().forward(x, plan.active and (lambda x, hw: run_span(self.blocks, x, plan, 1, hw)[0]))
 
 
 register_host(Host('toy ViT', (ToyViT,), ('ReducedToyViT',), lambda cfg, **kw: plan_vit(cfg.get('depth', 4), True,

@@ -4,14 +4,11 @@
   on the module): reduce and restore run in their phases and in fp32 under autocast, restores chain back to the
   outermost grid, and a pending restore can be handed to a head.
 * :func:`span_phase`: which phase a layer of the host runs in.
-* :func:`check_capabilities`: a reducer's declared needs against what a host offers, with errors that say which
-  host and why.
-* :func:`check_sites`, :func:`check_restore_site`: the placement checks every host shares.
 * :func:`run_span`: the span driver (blocks before / reduce / reduced blocks / restore) for hosts whose blocks map
   (B, N, C) tokens to tokens.
 """
 from contextlib import nullcontext
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -98,72 +95,51 @@ def span_phase(index: int, last_full: int, last_reduced: int) -> str:
     return BACKBONE_REDUCED if index <= last_reduced else BACKBONE_AFTER
 
 
-def check_capabilities(reducer, host: str, provides_importance: bool, needs_grid: bool = False,
-                       supports_sub_block: bool = True, why_no_importance: str = '',
-                       supports_per_block: bool = False):
-    """Refuse a reducer whose declared needs this host cannot meet (``host`` names it in the message)."""
-    name = type(reducer).__name__
-    if reducer.needs_importance and not provides_importance:
-        raise ValueError(f'{name} ranks tokens by an importance the host supplies (cls attention); {host} has none'
-                         f'{why_no_importance}: use a reducer that ranks by the tokens themselves')
-    if needs_grid and not reducer.returns_grid:
-        raise ValueError(f'{name} returns a token set, but {host} needs a dense grid (every window reduced to the '
-                         'same k x k): use TokenAdapter, Expediting or Pooling')
-    if reducer.per_sub_block and not supports_sub_block:
-        raise ValueError(f"{name} in sub-block mode is not supported on {host}: use mode='span' or a grid reducer")
-    if reducer.per_block and not supports_per_block:
-        raise ValueError(f'{name} merges inside every block, which only a host that drives it does (the timm '
-                         f"classification host); {host} is not one: use mode='span' or 'sub_block'")
-
-
-RESTORE_SITES = ('backbone', 'head')
-
-
-def check_restore_site(restore_site, sites=RESTORE_SITES, why: str = ''):
-    if restore_site not in sites:
-        raise ValueError(f'restore_site must be {"one of " + str(list(sites)) if len(sites) > 1 else repr(sites[0])}'
-                         f'{why}, got {restore_site!r}')
-
-
-def check_sites(value, high: int, model: str, note: str, unit: str = 'layers', allow_list: bool = True) -> List[int]:
-    """``reduce_after_layer`` (an int, or with ``allow_list`` an increasing list) in [-1, high] -> list of sites.
-    ``model`` and ``note`` complete the message ('for this {model} ({note})')."""
-    if value is None:
-        raise ValueError('reduce_after_layer is required when a reducer is given')
-    sites = list(value) if allow_list and isinstance(value, (list, tuple)) else [value]  # a float / str: reported
-    for s in sites:
-        if not isinstance(s, int) or isinstance(s, bool) or not -1 <= s <= high:
-            alternative = ' (or a list of integers)' if allow_list else ''
-            raise ValueError(f'reduce_after_layer must be an integer{alternative} in [-1, {high}] for this {model} '
-                             f'({note}), got {value!r}')
-    if sorted(set(sites)) != sites:
-        raise ValueError(f'reduce_after_layer must list distinct {unit} in increasing order, got {value!r}')
-    return sites
-
-
-def run_span(blocks: Sequence, x: Tensor, plan, n_extra: int, grid: Tuple[int, int],
-             call: Callable = lambda block, x: block(x)) -> Tensor:
-    """The span driver: run ``blocks`` on x: (B, n_extra + H*W, C) as a one-span ``plan`` says: the patch tokens
+def run_span(blocks: Sequence, x: Tensor, plan, n_extra: int, grid: Tuple[int, int], call: Optional[Callable] = None,
+             finish: Optional[Callable] = None, output: Optional[Callable] = None) -> Tuple[Tensor, ReductionStack]:
+    """The span driver: run ``blocks`` on x: (B, n_extra + H*W, C) as a one-span ``plan`` says. The patch tokens
     are reduced by ``plan.reducer`` after every block in ``plan.sites`` (-1: before the first) and restored to the
-    (H, W) grid after block ``plan.restore_after_layer[0]`` (none: never; a classifier reads the reduced set).
-    Extra tokens (cls, registers) bypass the reducer; every block runs in its phase. ``call(block, x)`` runs one
-    block (default: ``block(x)``)."""
+    (H, W) grid after block ``plan.restore_after_layer[0]`` (with ``restore_site='backbone'``; a plan without one
+    is never restored: a classifier reads the reduced set). Extra tokens (cls, registers) bypass the reducer; every
+    block runs in its phase; reduce and restore run in fp32 under autocast.
+
+    Hooks for what a host does besides (all optional):
+        call(i, block, x, phase_name, reduce) -> x: runs block i (default: ``block(x)`` in its phase). Reducers
+            that run inside a block (declared ``needs_importance`` or ``per_sub_block``) are the host's to run
+            here: ``reduce(x, importance)`` reduces the patch tokens of x; the driver does not reduce after it.
+        finish(i, x, phase_name) -> x: after block i, before its reduce / restore (e.g. a final norm).
+        output(i, x, stack): after block i's reduce / restore, and once with i = -1 before anything (the host's
+            outputs: ``stack`` holds the live reductions).
+    Returns (x, the stack of reductions not restored: empty unless the head restores).
+    """
     reducer, sites = plan.reducer, plan.sites
-    restore_after = plan.restore_after_layer[0] if plan.restore_after_layer else None
+    restores = plan.restore_after_layer and plan.restore_after_layer[0] is not None
+    last_reduced = plan.restore_after_layer[0] if restores else len(blocks) - 1
+    restore_after = last_reduced if restores and plan.restore_site == 'backbone' else None
+    after_block = not (reducer.needs_importance or reducer.per_sub_block)
     stack = ReductionStack(reducer, grid)
 
-    def reduce(x):
-        return torch.cat([x[:, :n_extra], stack.reduce(x[:, n_extra:])], 1)
+    def reduce(x, importance=None):
+        return torch.cat([x[:, :n_extra], stack.reduce(x[:, n_extra:], importance)], 1)
 
-    if -1 in sites:
+    if output:
+        output(-1, x, stack)
+    if sites[0] == -1:   # reduce the patch embeddings: every block runs on fewer tokens
         x = reduce(x)
-    last_reduced = len(blocks) - 1 if restore_after is None else restore_after
     for i, block in enumerate(blocks):
-        with phase(span_phase(i, sites[0], last_reduced)):
-            x = call(block, x)
-        if i in sites and i >= 0:
+        stage = span_phase(i, sites[0], last_reduced)
+        if call:
+            x = call(i, block, x, stage, reduce)
+        else:
+            with phase(stage):
+                x = block(x)
+        if finish:
+            x = finish(i, x, stage)
+        if i in sites and after_block:
             x = reduce(x)
         if stack and i == restore_after:
             x = torch.cat([x[:, :n_extra], stack.restore(x[:, n_extra:]).flatten(1, 2)], 1)
             stack = ReductionStack(reducer, grid)
-    return x
+        if output:
+            output(i, x, stack)
+    return x, stack

@@ -34,8 +34,9 @@ from torch import Tensor
 
 from ..phases import BACKBONE_AFTER, BACKBONE_FULL, BACKBONE_REDUCED, phase
 from ..reducers import build_reducer
+from .placement import check_capabilities, check_restore_site, check_sites
 from .registry import Host, ReductionPlan, register_host, set_plan, upstream_defaults
-from .span import ReductionStack, check_capabilities, check_restore_site, check_sites
+from .span import ReductionStack
 from .windows import (  # noqa: F401
     MASK_VALUE,
     relative_position_index,

@@ -26,8 +26,9 @@ import torch.nn.functional as F
 
 from ..phases import BACKBONE_REDUCED, REDUCE, phase
 from ..reducers import build_reducer
+from .placement import check_capabilities, check_restore_site, check_sites
 from .registry import Host, ReductionPlan, packed_qv_slot, register_host, set_plan
-from .span import check_capabilities, check_restore_site, check_sites, run_span
+from .span import run_span
 
 HOST_NAME = 'timm VisionTransformer (DeiT, ViT classifiers)'
 
@@ -109,7 +110,7 @@ def reduced_forward_features(model, x, *args, **kwargs):
         grid = model.patch_embed.grid_size
         if x.shape[1] - n_prefix != grid[0] * grid[1]:
             raise ValueError(f'expected {grid[0]}x{grid[1]} patch tokens, got {x.shape[1] - n_prefix}')
-        x = run_span(model.blocks, x, plan, n_prefix, grid)
+        x = run_span(model.blocks, x, plan, n_prefix, grid)[0]
     return model.norm(x)
 
 
