@@ -3,7 +3,6 @@ import csv
 import importlib.util
 import os.path as osp
 
-import numpy as np
 import pytest
 import torch
 
@@ -220,8 +219,12 @@ def test_visualize_tokens_on_swin(tiny):
     assert all(p.shape[:2] == (h, w) for p in panels.values())
     assert patch == 4 * 2 ** reduction_plan(model).spans[0].stage
     assert (h - 1) * patch < rgb.shape[0] <= h * patch and (w - 1) * patch < rgb.shape[1] <= w * patch
-    assert reduction.tokens.shape[0] > 1          # (B * nW) windows of 7x7, each reduced to 5x5 (25 groups) ...
-    assert len(np.unique(panels['groups: reduced token restored from'].reshape(-1, 3), axis=0)) > 25   # ... all shown
+    # 96 x 128 -> 6 x 8 tokens at stage 2: two 7 x 7 windows side by side (padded), each reduced to 5 x 5
+    assign = reduction.assignment()
+    assert tuple(assign.shape) == (2, 7, 7) and (h, w) == (6, 8)
+    expected = torch.cat([assign[0], assign[1] + 25], 1)[:h, :w].flatten().tolist()
+    colours = [tuple(c) for c in panels['groups: reduced token restored from'].reshape(-1, 3)]
+    assert len(set(zip(expected, colours))) == len(set(expected)) == len(set(colours)) > 25   # one colour a group
     out = str(tmp / 'swin.png')
     vt.main([image, config, '--out', out])
     assert open(out, 'rb').read(8) == b'\x89PNG\r\n\x1a\n'

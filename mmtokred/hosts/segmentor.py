@@ -1,6 +1,6 @@
 """Wiring a reduction into whole models: a segmentor type for configs, a function and an mmengine hook for models
 that were built from unmodified upstream configs."""
-from functools import lru_cache
+from functools import lru_cache, wraps
 from typing import Optional
 
 import torch.nn.functional as F
@@ -31,6 +31,7 @@ def _restoring_head_class(cls):
     class RestoringHead(cls):
         restores_head_output = True
 
+        @wraps(cls.forward)      # the upstream signature (tools inspect it)
         def forward(self, *args, **kwargs):
             return restore_head_output(state_of(self), super().forward(*args, **kwargs))
     RestoringHead.__name__ = RestoringHead.__qualname__ = cls.__name__
