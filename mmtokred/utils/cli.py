@@ -10,6 +10,7 @@ folders of the dataloaders that will be used.
 """
 import argparse
 import ast
+import copy
 import os
 import os.path as osp
 import sys
@@ -124,7 +125,10 @@ def add_cfg_options_arg(parser: argparse.ArgumentParser, help_tail: str = ''):
         def __call__(self, parser, namespace, values, option_string=None):
             plain, options = [], {}
             for kv in values or []:
-                key, _, val = kv.partition('=')
+                key, eq, val = kv.partition('=')
+                if not eq or not key:
+                    parser.error(f'--cfg-options takes KEY=VALUE pairs, got {kv!r} (e.g. {kv or "KEY"}=VALUE; '
+                                 'quote values with spaces)')
                 if 'dict(' not in val and '{' not in val:
                     plain.append(kv)
                     continue
@@ -148,10 +152,10 @@ def positive_int(text: str) -> int:
     return value
 
 
-def add_num_threads_arg(parser: argparse.ArgumentParser):
+def add_num_threads_arg(parser: argparse.ArgumentParser, help_text: Optional[str] = None):
     parser.add_argument('--num-threads', type=positive_int,
-                        help='torch CPU threads for the timing (default: torch\'s own choice); on a shared machine '
-                             'use fewer threads than idle cores')
+                        help=help_text or 'torch CPU threads for the timing (default: torch\'s own choice); on a '
+                                          'shared machine use fewer threads than idle cores')
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -176,9 +180,14 @@ def load_checked_config(config: str, cfg_options: Optional[dict] = None):
     (:func:`check_reduction_settings`)."""
     from mmengine.config import Config
     check_file(config, 'config file')
+    from .config_checks import check_backbone_cfg, check_option_keys, follow_data_root
     cfg = Config.fromfile(config)
     if cfg_options:
+        check_option_keys(cfg, cfg_options)
+        original = copy.deepcopy(cfg)
         cfg.merge_from_dict(cfg_options)
+        follow_data_root(cfg, original)
+    check_backbone_cfg(cfg)
     check_reduction_settings(cfg)
     return cfg
 
