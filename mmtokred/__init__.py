@@ -1,7 +1,8 @@
 """mmtokred: training-free token reduction for OpenMMLab dense-prediction transformers.
 
 ``import mmtokred`` registers the reducers, the host adapters (backbones, segmentors, hooks), the datasets and the
-ported models (MaskDINO, in mmdet's registry) in the OpenMMLab registries. ``mmtokred.reducers`` alone needs
+ported models (MaskDINO, in mmdet's registry) in the OpenMMLab registries, the ``dinov2://`` checkpoint scheme and
+the ``mmtokred::`` config prefix (``_base_ = 'mmtokred::segmenter_vitl_tokenadapter_ade.py'``). ``mmtokred.reducers`` alone needs
 nothing but PyTorch. The known import-time warnings of OpenMMLab (``mmtokred.utils.warnings``) are silenced during
 this import only.
 
@@ -14,8 +15,10 @@ from .version import __version__  # noqa: F401
 
 with quiet_imports():
     from . import compensators, datasets, engine, hosts, models  # noqa: F401,E402  (registers into the registries)
+from .config_scheme import register_config_scheme  # noqa: E402  (_base_ = 'mmtokred::...')
 from .pretrained import register_checkpoint_scheme  # noqa: E402  (dinov2:// checkpoints)
 from .hosts import (ReducedVisionTransformer, TokenReductionEncoderDecoder, TokenReductionHook,  # noqa: F401,E402
                     insert_token_reduction)
 
 register_checkpoint_scheme()
+register_config_scheme()
