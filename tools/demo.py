@@ -31,10 +31,10 @@ DINOV2_CHECKPOINT = 'dinov2://' + osp.join(ROOT, 'checkpoints',
 
 
 def main(argv=None):
-    from mmtokred.utils.cli import add_debug_arg, add_num_threads_arg
+    from mmtokred.utils.cli import add_debug_arg, add_num_threads_arg, positive_int
     p = argparse.ArgumentParser(description='mmtokred demo')
     p.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs', 'demo'))
-    p.add_argument('--repeat-times', type=int, default=30)
+    p.add_argument('--repeat-times', type=positive_int, default=30, help='timed runs per model (>= 1)')
     p.add_argument('--no-progress', action='store_true')
     add_num_threads_arg(p)
     add_debug_arg(p)

@@ -27,6 +27,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 import mmtokred  # noqa: E402,F401  (registers reducers, hosts, datasets)
 from mmtokred.utils import allow_trusted_checkpoints, load_into_runner, prepare_config, run_cli  # noqa: E402
 from mmtokred.utils.checkpoint import check_checkpoint_readable  # noqa: E402
+from mmtokred.utils.config_checks import check_image_files  # noqa: E402
 from mmtokred.utils.cli import (add_cfg_options_arg, add_debug_arg, add_num_threads_arg,  # noqa: E402
                                 check_dataset_folders, check_file, drop_training)
 from mmtokred.utils.dist import check_launcher_env, is_main_process, setup_launcher  # noqa: E402
@@ -93,6 +94,7 @@ def main(argv=None):
     check_launcher_env(args.launcher)
     cfg = prepare_config(args.config, args.cfg_options, args.launcher, args.work_dir)
     check_dataset_folders(cfg, ['test_dataloader'])
+    check_image_files(cfg, ['test_dataloader'])
     drop_training(cfg)
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:

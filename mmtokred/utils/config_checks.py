@@ -154,3 +154,44 @@ def follow_data_root(cfg, old_cfg) -> None:
                 value = evaluator.get(key)
                 if isinstance(value, str) and value.startswith(old_prefix):
                     evaluator[key] = new.rstrip('/') + '/' + value[len(old_prefix):]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# image files
+# ----------------------------------------------------------------------------------------------------------------
+IMAGE_SIGNATURES = {          # extension -> accepted leading bytes (any of)
+    '.jpg': (b'\xff\xd8\xff',), '.jpeg': (b'\xff\xd8\xff',), '.png': (b'\x89PNG\r\n\x1a\n',),
+    '.bmp': (b'BM',), '.tif': (b'II*\x00', b'MM\x00*'), '.tiff': (b'II*\x00', b'MM\x00*'),
+    '.webp': (b'RIFF',), '.gif': (b'GIF87a', b'GIF89a'),
+}
+
+
+def check_image_files(cfg, loaders: Sequence[str] = ('test_dataloader',)) -> None:
+    """Every file with an image extension in the image folder (``data_prefix.img_path`` / ``img``) of the given
+    dataloaders' datasets starts like an image of that kind (a few bytes per file, read before the long run), so a
+    text file or an HTML page saved as ``.jpg`` is reported now rather than after the other images were
+    evaluated. Files without an image extension are left alone (the datasets skip them)."""
+    import os
+    import os.path as osp
+
+    from .cli import IMAGE_PREFIX_KEYS, _dataset_cfgs, _is_remote
+    for loader in loaders:
+        for where, ds in _dataset_cfgs((cfg.get(loader) or {}).get('dataset'), f'{loader}.dataset'):
+            prefix = ds.get('data_prefix') or {}
+            key = next((k for k in IMAGE_PREFIX_KEYS if k in prefix), None)
+            if key is None:
+                continue
+            folder = osp.join(ds.get('data_root') or '', prefix[key] or '')
+            if not folder or _is_remote(folder) or not osp.isdir(folder):
+                continue
+            for dirpath, _, files in os.walk(folder):
+                for name in sorted(files):
+                    signatures = IMAGE_SIGNATURES.get(osp.splitext(name)[1].lower())
+                    if signatures is None:
+                        continue
+                    path = osp.join(dirpath, name)
+                    with open(path, 'rb') as f:
+                        head = f.read(16)
+                    if not any(head.startswith(s) for s in signatures):
+                        raise InputError(f'{where}: {path} is not a {osp.splitext(name)[1]} image (it does not '
+                                         'start like one); remove it from the image folder or replace it')
