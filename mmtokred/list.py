@@ -23,21 +23,37 @@ class _Probe:
 def docstring_args(cls) -> Dict[str, str]:
     """Option name -> description from the class docstring's Google-style ``Args:`` section (``a, b: text`` entries
     describe both)."""
-    doc = inspect.getdoc(cls) or ''
-    match = re.search(r'^Args:\n(.*?)(?:\n\S|\Z)', doc, re.S | re.M)
-    if not match:
+    lines = (inspect.getdoc(cls) or '').splitlines()
+    if 'Args:' not in [line.strip() for line in lines]:
         return {}
+    body = lines[[line.strip() for line in lines].index('Args:') + 1:]
+    indent = None
     entries, names = {}, None
-    for line in match.group(1).splitlines():
-        head = re.match(r'^ {4}([\w, ]+?):\s*(.*)$', line)
-        if head and not line.startswith(' ' * 5):
+    for line in body:
+        if not line.strip():
+            continue
+        depth = len(line) - len(line.lstrip())
+        if indent is None:
+            indent = depth
+        if depth < indent:
+            break                       # the next section
+        head = re.match(r'^([\w, ]+?):\s*(.*)$', line.strip()) if depth == indent else None
+        if head:
             names = [n.strip() for n in head.group(1).split(',')]
             for n in names:
                 entries[n] = head.group(2).strip()
-        elif names and line.strip():
+        elif names:
             for n in names:
                 entries[n] += ' ' + line.strip()
     return entries
+
+
+def describe_option(name: str, described: Dict[str, str]) -> str:
+    """The option's own entry, else the entry that mentions it (``name``)."""
+    if name in described:
+        return described[name]
+    other = next((k for k, v in described.items() if f'``{name}``' in v), None)
+    return f'see {other}: {described[other]}' if other else ''
 
 
 TRIAL_VALUES = (8, 0.5)     # tried for options without a default when the reducer needs one of them set
@@ -84,7 +100,7 @@ def reducer_options(cls) -> List[dict]:
             continue
         default = 'required' if p.default is p.empty else repr(p.default)
         options.append(dict(name=p.name, default=default, valid=valid_values(cls, p.name, base) or '-',
-                            description=described.get(p.name, '')))
+                            description=describe_option(p.name, described)))
     return options
 
 

@@ -95,6 +95,7 @@ def main(argv=None):
     cfg = prepare_config(args.config, args.cfg_options, args.launcher, args.work_dir)
     check_dataset_folders(cfg, ['test_dataloader'])
     check_image_files(cfg, ['test_dataloader'])
+    reduction = describe_reduction(cfg)      # before --tta wraps the model
     drop_training(cfg)
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
@@ -118,7 +119,7 @@ def main(argv=None):
     main_process = is_main_process()
     runner = quiet_runner_class(args.verbose).from_cfg(cfg)
     if main_process:
-        print(f'config: {args.config}\ncheckpoint: {args.checkpoint}\nreduction: {describe_reduction(cfg)}',
+        print(f'config: {args.config}\ncheckpoint: {args.checkpoint}\nreduction: {reduction}',
               flush=True)
     load_into_runner(runner, args.checkpoint, strict=not args.no_strict)
     if main_process:

@@ -89,28 +89,28 @@ def check_backbone_cfg(cfg) -> None:
     kind = backbone['type']
     name = str(getattr(kind, '__name__', kind)).split('.')[-1]
     host = host_for_type(kind)
+    cls = _model_class(kind, cfg.get('default_scope') or 'mmseg')
+    accepted = _init_params(cls) if cls is not None else None
     if backbone.get('reducer') is not None:
-        if host is None:
-            raise InputError(f'model.backbone.reducer: a {name} backbone takes no reduction; supported backbones: '
-                             f'{supported_hosts()}')
-        if name not in host.reduced_types:
+        if host is not None and name not in host.reduced_types:
             raise InputError(f'model.backbone.type: {name} takes no reducer; set model.backbone.type='
                              f'{host.reduced_types[0]} (same state dict, the official checkpoint loads unchanged)')
+        if host is None and accepted is not None and 'reducer' not in accepted:
+            raise InputError(f'model.backbone.reducer: a {name} backbone takes no reduction; supported backbones: '
+                             f'{supported_hosts()}')
         reducer = backbone['reducer']
         reducer_cls = REDUCERS.get(reducer.get('type')) if hasattr(reducer, 'get') else None
-        accepted = _init_params(reducer_cls) if reducer_cls is not None else None
-        if accepted is not None:
-            unknown = sorted(set(reducer) - accepted - {'type'})
+        reducer_options = _init_params(reducer_cls) if reducer_cls is not None else None
+        if reducer_options is not None:
+            unknown = sorted(set(reducer) - reducer_options - {'type'})
             if unknown:
                 kind_name = reducer['type']
                 raise InputError(
                     f'model.backbone.reducer: {kind_name} takes no {", ".join(map(repr, unknown))} '
-                    f'(its options: {", ".join(sorted(accepted))}). Replacing a config\'s reducer with another type '
+                    f'(its options: {", ".join(sorted(reducer_options))}). Replacing a config\'s reducer with another type '
                     f'keeps the old keys unless the new dict has _delete_=True: in a config reducer=dict('
                     f"_delete_=True, type='{kind_name}', ...), on the command line --cfg-options "
                     f'model.backbone.reducer="dict(_delete_=True,type={kind_name},...)"')
-    cls = _model_class(kind, cfg.get('default_scope') or 'mmseg')
-    accepted = _init_params(cls) if cls is not None else None
     if accepted is not None:
         for key in backbone:
             if key not in accepted and key not in ('type', '_scope_'):
