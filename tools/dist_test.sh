@@ -5,7 +5,8 @@
 #   tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCESSES [tools/test.py arguments ...]
 #
 # Environment: NNODES (1), NODE_RANK (0), PORT (29500), MASTER_ADDR (127.0.0.1), PYTHON (python),
-# OMP_NUM_THREADS (1: torch threads per process; on CPU, NUM_PROCESSES x OMP_NUM_THREADS <= cores).
+# OMP_NUM_THREADS (1: torch threads per process; on CPU, NUM_PROCESSES x OMP_NUM_THREADS <= cores), MKL_NUM_THREADS
+# (= OMP_NUM_THREADS).
 set -euo pipefail
 if [ $# -lt 3 ]; then
     echo "usage: $0 CONFIG CHECKPOINT NUM_PROCESSES [tools/test.py arguments ...]" >&2
@@ -25,8 +26,10 @@ MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
 PYTHON=${PYTHON:-python}
 TOOLS=$(cd "$(dirname "$0")" && pwd)
 
-# torchrun warns when it sets OMP_NUM_THREADS itself: set it here
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} PYTHONPATH="$TOOLS/..${PYTHONPATH:+:$PYTHONPATH}" \
+# torchrun and mmengine warn when they set the thread variables themselves: set them here
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+export MKL_NUM_THREADS=${MKL_NUM_THREADS:-$OMP_NUM_THREADS}
+PYTHONPATH="$TOOLS/..${PYTHONPATH:+:$PYTHONPATH}" \
 "$PYTHON" -m torch.distributed.run \
     --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" --master_port="$PORT" \
     --nproc_per_node="$NPROC" \

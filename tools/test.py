@@ -115,18 +115,20 @@ def main(argv=None):
         else:
             cfg.test_evaluator['output_dir'] = args.out
             cfg.test_evaluator['keep_results'] = True
+            # mmseg's IoUMetric creates it on rank 0 only: another process may write its first image before
+            os.makedirs(args.out, exist_ok=True)
     backend = setup_launcher(cfg, args.launcher)
     main_process = is_main_process()
-    runner = quiet_runner_class(args.verbose).from_cfg(cfg)
+    screen = sys.stdout     # the header and the results; the rest goes to the log (everything with --verbose)
     if main_process:
-        print(f'config: {args.config}\ncheckpoint: {args.checkpoint}\nreduction: {reduction}',
-              flush=True)
-    load_into_runner(runner, args.checkpoint, strict=not args.no_strict)
-    if main_process:
-        print_dataset(cfg, runner, backend)
-    runner.log_env()
-    runner.register_hook(progress_and_flops_hook(show_progress=not args.verbose), 'VERY_LOW')
-    with captured_stdout(runner.logger, enabled=not args.verbose):
+        print(f'config: {args.config}\ncheckpoint: {args.checkpoint}\nreduction: {reduction}', flush=True)
+    with captured_stdout(enabled=not args.verbose):
+        runner = quiet_runner_class(args.verbose).from_cfg(cfg)
+        load_into_runner(runner, args.checkpoint, strict=not args.no_strict)
+        runner.log_env()
+        if main_process:
+            print_dataset(cfg, runner, backend, screen)
+        runner.register_hook(progress_and_flops_hook(show_progress=not args.verbose, stream=screen), 'VERY_LOW')
         metrics = runner.test()
     if main_process:
         print('results:\n' + format_results(metrics), flush=True)
@@ -134,11 +136,11 @@ def main(argv=None):
     return metrics
 
 
-def print_dataset(cfg, runner, backend):
+def print_dataset(cfg, runner, backend, stream):
     dataset = runner.test_dataloader.dataset
     root = cfg.test_dataloader.dataset.get('data_root')
     processes = f', {runner.world_size} processes ({backend})' if runner.world_size > 1 else ''
-    print(f'dataset: {len(dataset)} images{f" in {root}" if root else ""}{processes}', flush=True)
+    print(f'dataset: {len(dataset)} images{f" in {root}" if root else ""}{processes}', file=stream, flush=True)
 
 
 def format_results(metrics):

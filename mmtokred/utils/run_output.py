@@ -71,9 +71,11 @@ def console_to_file(path: Optional[str], verbose: bool = False):
 
 
 @contextlib.contextmanager
-def captured_stdout(logger, enabled: bool = True):
-    """Inside the block, what is printed to stdout (third-party evaluators print their tables) is logged at INFO by
-    ``logger`` at the end of the block (the log file; the console only when it shows INFO), even on an error."""
+def captured_stdout(logger=None, enabled: bool = True):
+    """Inside the block, what is printed to stdout (third-party code prints: mmengine's checkpoint loader,
+    pycocotools, panopticapi) is logged at INFO at the end of the block, even on an error, by ``logger`` (default:
+    the current mmengine logger then: a Runner's, created inside the block): its log file, and the console only
+    when that shows INFO."""
     if not enabled:
         yield
         return
@@ -84,7 +86,10 @@ def captured_stdout(logger, enabled: bool = True):
     finally:
         text = buffer.getvalue().rstrip()
         if text:
-            logger.info('printed by the evaluators:\n' + text)
+            if logger is None:
+                from mmengine.logging import MMLogger
+                logger = MMLogger.get_current_instance()
+            logger.info('printed:\n' + text)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -136,7 +141,7 @@ def format_metrics(metrics: Dict[str, object]) -> str:
 
 def progress_and_flops_hook(show_progress: bool = True, stream=None):
     """A hook that counts the GFLOPs of the model's tensor forward on the first test image (one extra forward,
-    before the first batch runs) and prints them to ``stream`` (the stdout of the call, even when the test's own
+    before the test loop) and prints them to ``stream`` (default: the stdout of this call, even when the test's own
     output is captured later), and shows a progress bar; both on the main process only."""
     from mmengine.hooks import Hook
     from mmengine.model import BaseTTAModel, is_model_wrapper
@@ -154,30 +159,29 @@ def progress_and_flops_hook(show_progress: bool = True, stream=None):
 
         def before_test_epoch(self, runner):
             from ..analysis.timing import progress_bar
+            if is_main_process():
+                self.count_flops(runner)
             self.bar = progress_bar(len(runner.test_dataloader), show_progress and is_main_process(), 'testing',
                                     'batch')
 
-        def before_test_iter(self, runner, batch_idx, data_batch=None):
-            if batch_idx != 0 or self.gflops is not None:
-                return
+        def count_flops(self, runner):
             model = runner.model
             while is_model_wrapper(model):
                 model = model.module
-            if isinstance(model, BaseTTAModel):
-                return      # several augmented views per image: no single forward to count
+            if isinstance(model, BaseTTAModel) or len(runner.test_dataloader) == 0:
+                return      # TTA: several augmented views per image, no single forward to count
             import torch
 
             from ..analysis.flops import count_model_macs
             from ..analysis.models import tensor_forward
             with torch.no_grad():
-                inputs = model.data_preprocessor(data_batch, False)['inputs']
+                inputs = model.data_preprocessor(next(iter(runner.test_dataloader)), False)['inputs']
                 counter = count_model_macs(model, inputs[:1], tensor_forward)
             self.gflops = counter.total() / 1e9
             backbone = sum(v for k, v in counter.by_phase().items() if k.startswith('backbone')) / 1e9
-            if is_main_process():
-                h, w = inputs.shape[-2:]
-                print(f'GFLOPs: {self.gflops:.2f} (backbone {backbone:.2f}) for the first test image at {h}x{w} '
-                      '(model forward, no post-processing)', file=stream, flush=True)
+            h, w = inputs.shape[-2:]
+            print(f'GFLOPs: {self.gflops:.2f} (backbone {backbone:.2f}) for the first test image at {h}x{w} '
+                  '(model forward, no post-processing)', file=stream, flush=True)
 
         def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None):
             self.bar.update(1)

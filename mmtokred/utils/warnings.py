@@ -20,6 +20,8 @@ KNOWN_WARNINGS = (
     (r'The draw is False, it means that the hook for visualization will not take effect', UserWarning),
     # mmseg's own ADE20K pipelines set reduce_zero_label in LoadAnnotations, as upstream configs do
     (r'`reduce_zero_label` will be deprecated', UserWarning),
+    # torch >= 2.12 deprecates DDP's broadcast_buffers, which mmengine passes (False) in every multi-process run
+    (r'`broadcast_buffers` is deprecated', FutureWarning),
     # mmseg / mmdet Swin's relative-position index (torch.meshgrid without indexing=), every Swin run
     (r'torch.meshgrid: in an upcoming release, it will be required to pass the indexing argument', UserWarning),
 )
