@@ -162,3 +162,13 @@ def test_benchmark_fp16_on_cpu_warns(capsys):
         [TINY, '--device', 'cpu', '--fp16', '--shape', '32', '--repeat-times', '1', '--warmup', '0', '--no-progress',
          '--num-threads', '1'])
     assert 'warning: --fp16 on a CPU: most CPU kernels have no float16 path' in capsys.readouterr().err
+
+
+def test_mmdet_configs_count_flops_at_their_test_scale():
+    """get_flops.py without --shape on an mmdet config: the largest image of the test Resize, padded like the
+    data preprocessor (COCO: scale (1333, 800) with keep_ratio -> 800 x 1333 -> 800 x 1344)."""
+    from mmtokred.analysis.models import input_shape
+    assert input_shape(helpers.load_cfg('configs/mask2former_swinl_coco-panoptic.py')) == (800, 1344)
+    assert input_shape(helpers.load_cfg('configs/maskdino_swinl_coco-instance.py')) == (800, 1344)
+    assert input_shape(helpers.load_cfg('configs/tiny/mask2former_tiny_coco-panoptic.py')) == (128, 224)
+    assert input_shape(helpers.load_cfg('configs/segmenter_vitl_ade.py')) == (640, 640)     # the test crop
