@@ -45,7 +45,7 @@ def quiet_runner_class(verbose: bool):
 
 @contextlib.contextmanager
 def console_to_file(path: Optional[str], verbose: bool = False):
-    """Inside the block, the current mmengine logger writes to ``path`` (appended) and shows only warnings on the
+    """Inside the block, the current mmengine logger writes to ``path`` (appended) and shows only errors on the
     console (everything with ``verbose``), and ``print`` output of the block (pycocotools, panopticapi, mmseg's
     tables) goes to ``path`` too unless ``verbose``. Handler levels are restored after the block."""
     from mmengine.logging import MMLogger
@@ -58,7 +58,7 @@ def console_to_file(path: Optional[str], verbose: bool = False):
     saved = [(h, h.level) for h in _console_handlers(logger)]
     if not verbose:
         for handler, level in saved:
-            handler.setLevel(max(level, logging.WARNING))
+            handler.setLevel(max(level, logging.ERROR))
     try:
         with captured_stdout(logger, enabled=not verbose):
             yield
