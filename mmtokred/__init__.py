@@ -2,9 +2,9 @@
 
 ``import mmtokred`` registers the reducers, the host adapters (backbones, segmentors, hooks), the datasets and the
 ported models (MaskDINO, in mmdet's registry) in the OpenMMLab registries, the ``dinov2://`` checkpoint scheme and
-the ``mmtokred::`` config prefix (``_base_ = 'mmtokred::segmenter_vitl_tokenadapter_ade.py'``). ``mmtokred.reducers`` alone needs
-nothing but PyTorch. The known import-time warnings of OpenMMLab (``mmtokred.utils.warnings``) are silenced during
-this import only.
+the ``mmtokred::`` config prefix (``_base_ = 'mmtokred::segmenter_vitl_tokenadapter_ade.py'``).
+``mmtokred.reducers`` alone needs nothing but PyTorch. The known import-time warnings of OpenMMLab
+(``mmtokred.utils.warnings``) are silenced during this import only.
 
 ``mmtokred.compensators`` holds the Token Compensator (ToCom), a plug-in that compensates a model for running at
 another reduction degree. The timm classification host (``mmtokred.hosts.timm_vit``) is imported on use (timm).

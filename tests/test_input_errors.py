@@ -2,7 +2,6 @@
 a replaced reducer keeping the old type's keys, a typo in a backbone or top-level key, ``--cfg-options KEY``
 without a value, a reduced sweep baseline, a non-image file among the images, ``--repeat-times 0``, ``--fp16`` on
 a CPU): one line naming the problem and the fix, before any model or dataset is built."""
-import copy
 import importlib.util
 import os.path as osp
 

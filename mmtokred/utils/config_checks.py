@@ -107,8 +107,8 @@ def check_backbone_cfg(cfg) -> None:
                 kind_name = reducer['type']
                 raise InputError(
                     f'model.backbone.reducer: {kind_name} takes no {", ".join(map(repr, unknown))} '
-                    f'(its options: {", ".join(sorted(reducer_options))}). Replacing a config\'s reducer with another type '
-                    f'keeps the old keys unless the new dict has _delete_=True: in a config reducer=dict('
+                    f'(its options: {", ".join(sorted(reducer_options))}). Replacing a config\'s reducer with '
+                    f'another type keeps the old keys unless the new dict has _delete_=True: in a config reducer=dict('
                     f"_delete_=True, type='{kind_name}', ...), on the command line --cfg-options "
                     f'model.backbone.reducer="dict(_delete_=True,type={kind_name},...)"')
     if accepted is not None:
