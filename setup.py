@@ -42,7 +42,7 @@ setup(
     long_description_content_type='text/markdown',
     keywords='token reduction, token merging, vision transformer, semantic segmentation, panoptic segmentation, '
              'mmsegmentation, mmdetection, openmmlab',
-    classifiers=['License :: OSI Approved :: Apache Software License', 'Programming Language :: Python :: 3',
+    classifiers=['Programming Language :: Python :: 3',
                  'Topic :: Scientific/Engineering :: Artificial Intelligence'],
     packages=find_packages(include=['mmtokred', 'mmtokred.*']),
     package_data={'mmtokred': copy_configs_into_package()},
