@@ -14,6 +14,7 @@
 Everything it writes goes to work_dirs/demo. No download, no ../shared needed.
 """
 import argparse
+import os
 import os.path as osp
 import sys
 
@@ -103,6 +104,20 @@ def shipped_photographs():
     return [p for p in paths if osp.isfile(p)]
 
 
+def without_icc_profile(path, folder):
+    """A PNG photograph re-encoded (same pixels) without its ICC profile: chelsea.png's is malformed, and libpng,
+    through OpenCV, prints a warning for it on every read. Other files are returned unchanged."""
+    if not path.lower().endswith('.png'):
+        return path
+    from PIL import Image
+    os.makedirs(folder, exist_ok=True)
+    out = osp.join(folder, osp.basename(path))
+    with Image.open(path) as image:
+        image.info.pop('icc_profile', None)
+        image.save(out)
+    return out
+
+
 def real_photographs(work_dir, progress):
     """The pretrained DINOv2 CamVid model with its Token Adapter on :func:`shipped_photographs`: pixels and mIoU of
     agreement with the unreduced model, the classes it sees, a picture of the token groups per photograph."""
@@ -117,7 +132,7 @@ def real_photographs(work_dir, progress):
     except MissingPretrainedError as e:
         print(f'\nReal photographs: skipped, no pretrained DINOv2 backbone ({e})')
         return
-    photos = shipped_photographs()
+    photos = [without_icc_profile(p, osp.join(work_dir, 'photos')) for p in shipped_photographs()]
     if not photos:
         print('\nReal photographs: skipped, none found in the installed packages')
         return
