@@ -197,3 +197,16 @@ def test_evaluators_build_without_mmengine_prefix_message():
         assert [r for r in records if 'prefix is not set' in str(r.msg)]
     finally:
         logger.removeHandler(handler)
+
+
+def test_tools_test_sets_the_thread_count(tmp_path):
+    """--num-threads applies before anything else (here the run stops at the missing checkpoint)."""
+    import torch
+
+    from mmtokred.utils import InputError
+    wanted = 3 if torch.get_num_threads() != 3 else 2
+    with pytest.raises(InputError, match='checkpoint not found'):
+        helpers.load_tool('test.py').main([TINY, str(tmp_path / 'missing.pth'), '--num-threads', str(wanted)])
+    assert torch.get_num_threads() == wanted
+    with pytest.raises(SystemExit):
+        helpers.load_tool('test.py').parse_args([TINY, 'x.pth', '--num-threads', '0'])
