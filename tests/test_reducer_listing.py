@@ -4,6 +4,8 @@ import inspect
 import subprocess
 import sys
 
+import pytest
+
 from mmtokred.list import main, reducer_options
 from mmtokred.reducers import REDUCERS
 
@@ -41,7 +43,6 @@ def test_module_entry_point_and_markdown():
 
 
 def test_unknown_name_is_refused(capsys):
-    import pytest
     with pytest.raises(SystemExit) as exc:
         main(['Tome'])
     assert exc.value.code == 2 and 'unknown reducer Tome; registered: ' in capsys.readouterr().err
