@@ -49,6 +49,7 @@ def main(argv=None):
     import mmtokred  # noqa: F401
     from make_street_scenes import make_street_scenes
     from mmtokred.analysis.evaluate import build_test_loader_and_evaluator, evaluate_segmentor
+    from mmtokred.utils.run_output import console_to_file
     from mmtokred.analysis.flops import count_model_macs
     from mmtokred.analysis.models import build_model, load_config, tensor_forward
     from mmtokred.analysis.timing import measure_machine_load, report_timing, stage, summarize, time_interleaved
@@ -65,7 +66,8 @@ def main(argv=None):
         with stage(f'building the {name} model', progress):
             model = build_model(cfg, CHECKPOINT)
             loader, evaluator = build_test_loader_and_evaluator(cfg)
-        ev = evaluate_segmentor(model, loader, evaluator, reference, progress=progress)
+        with console_to_file(osp.join(args.work_dir, 'demo.log')):     # mmseg's per-class tables: the log
+            ev = evaluate_segmentor(model, loader, evaluator, reference, progress=progress)
         reference = reference or ev.preds
         rows.append(dict(name=name, miou=ev.metrics['mIoU'], agreement=ev.agreement,
                          gflops=count_model_macs(model, x, tensor_forward).total() / 1e9))
