@@ -1,9 +1,10 @@
 """mmtokred: training-free token reduction for OpenMMLab dense-prediction transformers.
 
 ``import mmtokred`` registers the reducers, the host adapters (backbones, segmentors, hooks), the datasets and the
-ported models (MaskDINO, in mmdet's registry) in the OpenMMLab registries. ``mmtokred.reducers`` alone needs
-nothing but PyTorch. The known import-time warnings of OpenMMLab (``mmtokred.utils.warnings``) are silenced during
-this import only.
+ported models (MaskDINO, in mmdet's registry) in the OpenMMLab registries, the ``dinov2://`` checkpoint scheme and
+the ``mmtokred::`` config prefix (``_base_ = 'mmtokred::segmenter_vitl_tokenadapter_ade.py'``).
+``mmtokred.reducers`` alone needs nothing but PyTorch. The known import-time warnings of OpenMMLab
+(``mmtokred.utils.warnings``) are silenced during this import only.
 
 ``mmtokred.compensators`` holds the Token Compensator (ToCom), a plug-in that compensates a model for running at
 another reduction degree. The timm classification host (``mmtokred.hosts.timm_vit``) imports timm on use.
@@ -17,6 +18,7 @@ from .version import __version__  # noqa: F401
 
 with quiet_imports():
     from . import compensators, datasets, engine, hosts, models  # noqa: F401,E402  (registers into the registries)
+from .config_scheme import register_config_scheme  # noqa: E402  (_base_ = 'mmtokred::...')
 from .hosts import (  # noqa: F401,E402
     ReducedVisionTransformer,
     TokenReductionEncoderDecoder,
@@ -29,3 +31,4 @@ from .hosts import (  # noqa: F401,E402
 from .pretrained import register_checkpoint_scheme  # noqa: E402  (dinov2:// checkpoints)
 
 register_checkpoint_scheme()
+register_config_scheme()

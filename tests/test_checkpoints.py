@@ -53,6 +53,9 @@ def test_demo_runs(tmp_path):
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-3000:]
     assert '| unreduced |' in out and '| Token Adapter |' in out
+    # no third-party warning (libpng on a sample photograph's ICC profile, mmengine's metric-prefix message) and
+    # mmseg's per-class tables in the log, not on screen
+    assert 'libpng warning' not in out and 'mmengine - WARNING' not in out and 'per class results' not in out
     assert osp.isfile(tmp_path / 'token_adapter_scene_0000.png')
     # the pretrained model on the photographs that ship with matplotlib (and scikit-image), when set-up converted it
     from mmtokred import pretrained

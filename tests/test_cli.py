@@ -243,6 +243,11 @@ def test_tools_test_loads_strictly(tiny, capsys):
     assert status == 1
     assert err == f'error: {other} {MISMATCH} (--no-strict loads the matching weights anyway){HINT}\n'
     assert 'Epoch(test)' not in out   # nothing was evaluated
+    assert out.startswith('config: ') and len(out.splitlines()) == 3   # the header, then the error: no dump
+    # --verbose: mmengine's environment and config dump come after the check, so the error is the first thing
+    status, out, err = run_test_tool([TINY_TA, other, '--work-dir', str(tmp / 'strict'), '--verbose',
+                                      '--cfg-options', data_opt(data)], capsys)
+    assert status == 1 and 'System environment' not in out + err and 'Config:' not in out + err
 
 
 def test_analysis_tools_load_strictly_with_the_same_message(tiny):

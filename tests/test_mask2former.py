@@ -203,7 +203,7 @@ def test_tools_test_prints_metrics(config, expected, tiny_run_dir):
     torch.save(dict(state_dict=helpers.build_model(helpers.load_cfg(path)).state_dict(), meta=dict()), ckpt)
     env = dict(os.environ, PYTHONPATH=ROOT)
     res = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'test.py'), path, str(ckpt),
-                          '--work-dir', str(tiny_run_dir / config)],
+                          '--work-dir', str(tiny_run_dir / config), '--verbose'],
                          capture_output=True, text=True, cwd=str(tiny_run_dir), env=env, timeout=600)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-3000:]

@@ -1,4 +1,5 @@
-"""End to end: tools/test.py on a tiny generated ADE20K-format dataset with a checkpoint made here."""
+"""End to end: tools/test.py on a tiny generated ADE20K-format dataset with a checkpoint made here (``--verbose``:
+mmengine's log on screen; by default a short header and the metrics, the log in the work dir)."""
 import importlib.util
 import os.path as osp
 import re
@@ -53,7 +54,7 @@ def test_tools_test_prints_miou_table(config, fmt, extra, tiny_data_and_ckpt):
     num_classes = {'ade': 150, 'cityscapes': 19, 'context': 59}[fmt]
     cmd = [sys.executable, osp.join(ROOT, 'tools', 'test.py'), osp.join(ROOT, 'configs', 'tiny', config),
            ckpt if fmt == 'ade' else _ckpt_for(ckpt, num_classes, tmp),
-           '--work-dir', str(tmp / (config + str(len(extra)))),
+           '--work-dir', str(tmp / (config + str(len(extra)))), '--verbose',
            '--cfg-options', f'test_dataloader.dataset.data_root={data}'] + extra
     env = dict(__import__('os').environ)
     env.pop('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', None)   # the tool itself must handle full checkpoints
@@ -78,3 +79,29 @@ def _ckpt_for(ckpt, num_classes, tmp):
                      v[:num_classes] if k.startswith('decode_head.mask_norm') else v) for k, v in state.items()}
         torch.save(dict(state_dict=state, meta=dict()), path)
     return str(path)
+
+
+def test_tools_test_default_output_is_short(tiny_data_and_ckpt):
+    """Without --verbose: the header (config, checkpoint, reduction, dataset size, GFLOPs) and the metrics on screen;
+    mmengine's log (environment, config dump, per-class table) in the work dir's log file only."""
+    data, ckpt, tmp = tiny_data_and_ckpt
+    config = osp.join(ROOT, 'configs', 'tiny', 'segmenter_tiny_tokenadapter_ade.py')
+    res = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'test.py'), config, ckpt, '--num-threads', '1',
+                          '--work-dir', str(tmp / 'quiet'), '--cfg-options',
+                          f'test_dataloader.dataset.data_root={data}'],
+                         capture_output=True, text=True, cwd=str(tmp), timeout=600)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    lines = res.stdout.splitlines()
+    assert lines[:3] == [f'config: {config}', f'checkpoint: {ckpt}',
+                         "reduction: TokenAdapter(r_h=0.3, r_w=0.3, unique_ratio_h=0.25, unique_ratio_w=0.25) in "
+                         "ReducedVisionTransformer (reduce_after_layer=1, restore_after_layer=3, "
+                         "restore_site=backbone)"]
+    assert lines[3] == f'dataset: 3 images in {data}'
+    assert re.fullmatch(r'GFLOPs: \d+\.\d\d \(backbone \d+\.\d\d\) for the first test image at \d+x\d+ \(model '
+                        r'forward, no post-processing\)', lines[4])
+    assert lines[5] == 'results:' and re.fullmatch(r'  mIoU: \d+\.\d{4}', lines[7])
+    log = lines[-1].split('full log: ')[1]
+    assert len(lines) < 15 and 'per class results' not in res.stdout and 'Config:' not in res.stdout
+    text = open(log).read()
+    assert 'per class results' in text and 'System environment' in text and 'Config:' in text
+    assert 'arning' not in res.stderr, res.stderr

@@ -14,6 +14,7 @@
 Everything it writes goes to work_dirs/demo. No download, no ../shared needed.
 """
 import argparse
+import os
 import os.path as osp
 import sys
 
@@ -31,10 +32,10 @@ DINOV2_CHECKPOINT = 'dinov2://' + osp.join(ROOT, 'checkpoints',
 
 
 def main(argv=None):
-    from mmtokred.utils.cli import add_debug_arg, add_num_threads_arg
+    from mmtokred.utils.cli import add_debug_arg, add_num_threads_arg, positive_int
     p = argparse.ArgumentParser(description='mmtokred demo')
     p.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs', 'demo'))
-    p.add_argument('--repeat-times', type=int, default=30)
+    p.add_argument('--repeat-times', type=positive_int, default=30, help='timed runs per model (>= 1)')
     p.add_argument('--no-progress', action='store_true')
     add_num_threads_arg(p)
     add_debug_arg(p)
@@ -53,6 +54,7 @@ def main(argv=None):
     from mmtokred.analysis.flops import count_model_macs
     from mmtokred.analysis.models import build_model, load_config, tensor_forward
     from mmtokred.analysis.timing import measure_machine_load, report_timing, stage, summarize, time_interleaved
+    from mmtokred.utils.run_output import console_to_file
 
     # the validation scenes of the demo model's training run (same seed and stream), not seen in training
     with stage('generating 24 validation street scenes', progress):
@@ -65,7 +67,8 @@ def main(argv=None):
         with stage(f'building the {name} model', progress):
             model = build_model(cfg, CHECKPOINT)
             loader, evaluator = build_test_loader_and_evaluator(cfg)
-        ev = evaluate_segmentor(model, loader, evaluator, reference, progress=progress)
+        with console_to_file(osp.join(args.work_dir, 'demo.log')):     # mmseg's per-class tables: the log
+            ev = evaluate_segmentor(model, loader, evaluator, reference, progress=progress)
         reference = reference or ev.preds
         rows.append(dict(name=name, miou=ev.metrics['mIoU'], agreement=ev.agreement,
                          gflops=count_model_macs(model, x, tensor_forward).total() / 1e9))
@@ -104,6 +107,20 @@ def shipped_photographs():
     return [p for p in paths if osp.isfile(p)]
 
 
+def without_icc_profile(path, folder):
+    """A PNG photograph re-encoded (same pixels) without its ICC profile: chelsea.png's is malformed, and libpng,
+    through OpenCV, prints a warning for it on every read. Other files are returned unchanged."""
+    if not path.lower().endswith('.png'):
+        return path
+    from PIL import Image
+    os.makedirs(folder, exist_ok=True)
+    out = osp.join(folder, osp.basename(path))
+    with Image.open(path) as image:
+        image.info.pop('icc_profile', None)
+        image.save(out)
+    return out
+
+
 def real_photographs(work_dir, progress):
     """The pretrained DINOv2 CamVid model with its Token Adapter on :func:`shipped_photographs`: pixels and mIoU of
     agreement with the unreduced model, the classes it sees, a picture of the token groups per photograph."""
@@ -118,7 +135,7 @@ def real_photographs(work_dir, progress):
     except MissingPretrainedError as e:
         print(f'\nReal photographs: skipped, no pretrained DINOv2 backbone ({e})')
         return
-    photos = shipped_photographs()
+    photos = [without_icc_profile(p, osp.join(work_dir, 'photos')) for p in shipped_photographs()]
     if not photos:
         print('\nReal photographs: skipped, none found in the installed packages')
         return

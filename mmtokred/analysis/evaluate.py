@@ -166,5 +166,8 @@ def build_test_loader_and_evaluator(cfg, max_images: Optional[int] = None):
 def _evaluator(cfg):
     from mmengine.evaluator import Evaluator
     from mmengine.registry import METRICS
+
+    from ..utils.warnings import quiet_known_log_messages
     metrics = cfg if isinstance(cfg, list) else [cfg]
-    return Evaluator([METRICS.build(m) for m in metrics])
+    with quiet_known_log_messages():
+        return Evaluator([METRICS.build(m) for m in metrics])

@@ -32,14 +32,35 @@ def build_model(cfg, checkpoint: Optional[str] = None, device: str = 'cpu'):
 
 
 def input_shape(cfg, shape: Optional[Sequence[int]] = None) -> Tuple[int, int]:
-    """(H, W): the given shape, else the test crop size, else the data-preprocessor size."""
+    """(H, W): the given shape, else the test crop size, else the data-preprocessor size, else the test pipeline's
+    ``Resize`` scale (mmdet: ``scale=(1333, 800), keep_ratio=True`` -> a landscape 800 x 1333 image), padded to the
+    preprocessor's ``pad_size_divisor``."""
     if shape:
         from ..utils.cli import parse_shape
         return parse_shape(shape)
     crop = cfg.model.get('test_cfg', {}).get('crop_size') or cfg.model.get('data_preprocessor', {}).get('size')
-    if crop is None:
-        raise ValueError('no --shape given and the config has neither test_cfg.crop_size nor data_preprocessor.size')
-    return tuple(crop)
+    if crop is not None:
+        return tuple(crop)
+    resized = test_resize_shape(cfg)
+    if resized is None:
+        raise ValueError('no --shape given and the config has no test_cfg.crop_size, data_preprocessor.size or '
+                         'Resize(scale=...) in its test pipeline: pass --shape H W')
+    divisor = cfg.model.get('data_preprocessor', {}).get('pad_size_divisor') or 1
+    return tuple(-(-side // divisor) * divisor for side in resized)
+
+
+def test_resize_shape(cfg) -> Optional[Tuple[int, int]]:
+    """(H, W) of the largest image the test pipeline's ``Resize`` makes: ``scale`` is (W, H) in OpenMMLab; with
+    ``keep_ratio`` the long side is bounded by the larger number and the short side by the smaller one."""
+    dataset = (cfg.get('test_dataloader') or {}).get('dataset') or {}
+    while dataset.get('dataset') is not None:
+        dataset = dataset['dataset']
+    for step in dataset.get('pipeline') or []:
+        if str(step.get('type', '')).split('.')[-1] in ('Resize', 'FixScaleResize') and step.get('scale'):
+            scale = step['scale']
+            w, h = (scale, scale) if isinstance(scale, int) else tuple(scale)
+            return (min(w, h), max(w, h)) if step.get('keep_ratio') else (h, w)
+    return None
 
 
 # The papers' Swin protocol (Expediting, Token Adapter Tab. 2): backbone only, one 1152 x 1152 image.

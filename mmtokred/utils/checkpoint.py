@@ -108,3 +108,33 @@ def load_into_runner(runner, filename: str, strict: bool = True,
         runner.register_hook(StrictCheck(), 'HIGHEST')
     runner.load_checkpoint(filename)
     return runner
+
+
+PICKLE_PROTOCOL_2 = b'\x80\x02'     # torch's legacy (pre-zip) format starts with a protocol-2 pickle
+
+
+def check_checkpoint_readable(path: str) -> None:
+    """A cheap look at a local checkpoint before anything is built: a torch zip archive (with its ``data.pkl``) or a
+    legacy torch pickle. Anything else (a truncated download, an HTML error page, an image) is a one-line
+    :class:`~mmtokred.utils.cli.InputError` naming the file, instead of ``UnpicklingError: invalid load key`` after
+    the model and the dataset were built."""
+    import os.path as osp
+    import zipfile
+
+    from .cli import InputError
+    if '://' in str(path) or not osp.isfile(path):
+        return
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                if any(name.endswith('data.pkl') for name in archive.namelist()):
+                    return
+        except (zipfile.BadZipFile, OSError):
+            pass
+    else:
+        with open(path, 'rb') as f:
+            if f.read(2) == PICKLE_PROTOCOL_2:
+                return
+    raise InputError(f'checkpoint {path} is not a readable PyTorch checkpoint (neither a torch zip archive nor a '
+                     'torch pickle: an incomplete download or another kind of file?); download it again or pass '
+                     'the .pth file')

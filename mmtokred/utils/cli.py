@@ -123,7 +123,10 @@ def add_cfg_options_arg(parser: argparse.ArgumentParser, help_tail: str = ''):
         def __call__(self, parser, namespace, values, option_string=None):
             plain, options = [], {}
             for kv in values or []:
-                key, _, val = kv.partition('=')
+                key, eq, val = kv.partition('=')
+                if not eq or not key:
+                    parser.error(f'--cfg-options takes KEY=VALUE pairs, got {kv!r} (e.g. {kv or "KEY"}=VALUE; '
+                                 'quote values with spaces)')
                 if 'dict(' not in val and '{' not in val:
                     plain.append(kv)
                     continue
@@ -147,10 +150,10 @@ def positive_int(text: str) -> int:
     return value
 
 
-def add_num_threads_arg(parser: argparse.ArgumentParser):
+def add_num_threads_arg(parser: argparse.ArgumentParser, help_text: Optional[str] = None):
     parser.add_argument('--num-threads', type=positive_int,
-                        help='torch CPU threads for the timing (default: torch\'s own choice); on a shared machine '
-                             'use fewer threads than idle cores')
+                        help=help_text or 'torch CPU threads for the timing (default: torch\'s own choice); on a '
+                                          'shared machine use fewer threads than idle cores')
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -20,6 +20,10 @@ KNOWN_WARNINGS = (
     (r'The draw is False, it means that the hook for visualization will not take effect', UserWarning),
     # mmseg's own ADE20K pipelines set reduce_zero_label in LoadAnnotations, as upstream configs do
     (r'`reduce_zero_label` will be deprecated', UserWarning),
+    # torch >= 2.12 deprecates DDP's broadcast_buffers, which mmengine passes (False) in every multi-process run
+    (r'`broadcast_buffers` is deprecated', FutureWarning),
+    # mmseg / mmdet Swin's relative-position index (torch.meshgrid without indexing=), every Swin run
+    (r'torch.meshgrid: in an upcoming release, it will be required to pass the indexing argument', UserWarning),
 )
 
 
@@ -35,3 +39,31 @@ def quiet_imports():
     with warnings.catch_warnings():
         silence_known_warnings()
         yield
+
+
+# Messages mmengine logs (not Python warnings) that a user cannot act on either.
+KNOWN_LOG_MESSAGES = (
+    # mmengine's BaseMetric when a metric has no prefix: upstream mmseg configs build IoUMetric without one (the
+    # metric names stay 'mIoU', ...)
+    'The prefix is not set in metric class',
+)
+
+
+class _KnownLogMessages:
+    """A logging filter that drops the :data:`KNOWN_LOG_MESSAGES`."""
+
+    @staticmethod
+    def filter(record) -> bool:
+        return not any(str(record.msg).startswith(m) for m in KNOWN_LOG_MESSAGES)
+
+
+@contextlib.contextmanager
+def quiet_known_log_messages():
+    """Drop the :data:`KNOWN_LOG_MESSAGES` of the current mmengine logger inside the block."""
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_current_instance()
+    logger.addFilter(_KnownLogMessages)
+    try:
+        yield
+    finally:
+        logger.removeFilter(_KnownLogMessages)

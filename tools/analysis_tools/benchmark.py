@@ -177,6 +177,10 @@ def main(argv=None):
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     dtype = torch.float16 if args.fp16 else torch.bfloat16 if args.bf16 else None
+    if args.fp16 and str(args.device).startswith('cpu'):
+        print('warning: --fp16 on a CPU: most CPU kernels have no float16 path (torch converts back and forth), so '
+              'it runs several times slower than fp32; use --bf16 on a CPU with AVX512-BF16 / AMX, or fp32',
+              file=sys.stderr, flush=True)
     configs = [args.config] + args.compare
     rows, load, hw = benchmark(configs, args.shape, args.batch_size, args.repeat_times, args.warmup, dtype,
                                args.device, args.dataset, args.checkpoint, args.cfg_options, args.phase_repeat,

@@ -47,6 +47,8 @@ def parse_args(argv=None):
                    help='paired-bootstrap resamples for the retained-mIoU interval (0: none)')
     p.add_argument('--metric', default='mIoU')
     p.add_argument('--no-progress', action='store_true')
+    p.add_argument('--verbose', action='store_true',
+                   help="show mmengine's log and the per-class tables on screen (always in OUT_DIR/sweep.log)")
     add_num_threads_arg(p)
     add_cfg_options_arg(p)
     add_debug_arg(p)
@@ -89,8 +91,18 @@ def expand_points(base_cfg, spec):
     return points
 
 
+def check_unreduced(cfg, config):
+    """The baseline (first row, the reference of every agreement figure and speed-up) must be unreduced."""
+    from mmtokred.utils.cli import InputError
+    from mmtokred.utils.run_output import describe_reduction
+    reduction = describe_reduction(cfg)
+    if reduction != 'none':
+        raise InputError(f'sweep: the baseline config {config} is itself reduced ({reduction}); give the unreduced '
+                         "config (e.g. this one's _base_): the spec's methods add the reductions to it")
+
+
 def run_sweep(config, checkpoint, spec_path, out_dir, shape=None, repeat=5, warmup=1, max_images=None,
-              metric='mIoU', cfg_options=None, progress=True, bootstrap=2000):
+              metric='mIoU', cfg_options=None, progress=True, bootstrap=2000, verbose=False):
     import torch
     from mmengine.config import Config
 
@@ -98,24 +110,36 @@ def run_sweep(config, checkpoint, spec_path, out_dir, shape=None, repeat=5, warm
     from mmtokred.analysis.flops import count_model_macs
     from mmtokred.analysis.models import build_model, input_shape, load_config, tensor_forward
     from mmtokred.analysis.timing import measure_machine_load, report_timing, summarize, time_interleaved
+    from mmtokred.utils.checkpoint import check_checkpoint_readable
     from mmtokred.utils.cli import check_dataset_folders, check_file
+    from mmtokred.utils.config_checks import check_image_files
+    from mmtokred.utils.run_output import console_to_file
 
     check_file(checkpoint, 'checkpoint')
+    check_checkpoint_readable(checkpoint)
     check_file(spec_path, '--spec')
     base = load_config(config, cfg_options)
+    check_unreduced(base, config)
     check_dataset_folders(base, ['test_dataloader'])
+    check_image_files(base, ['test_dataloader'])
     spec = Config.fromfile(spec_path)
     points = expand_points(base, spec)
     hw = input_shape(base, shape)
     x = torch.randn(1, 3, *hw, generator=torch.Generator().manual_seed(0))
     compare_to = {m['name']: m['compare_to'] for m in spec['methods'] if m.get('compare_to')}
     rows, runs, reference, base_areas, classes = [], {}, None, None, None
+    os.makedirs(out_dir, exist_ok=True)
+    log = osp.join(out_dir, 'sweep.log')
+    print(f'config: {config}\ncheckpoint: {checkpoint}\n{len(points)} settings (baseline + {len(points) - 1}); '
+          f'GFLOPs and timing at {hw[0]}x{hw[1]}; per-class tables and the log: {log}', flush=True)
     for i, (method, setting, cfg) in enumerate(points):
-        print(f'[{i + 1}/{len(points)}] {method} {setting}', flush=True)
-        model = build_model(cfg, checkpoint)
-        loader, evaluator = build_test_loader_and_evaluator(cfg, max_images)
-        classes = loader.dataset.metainfo['classes']
-        ev = evaluate_segmentor(model, loader, evaluator, reference, len(classes), progress)
+        with console_to_file(log, verbose):
+            model = build_model(cfg, checkpoint)
+            loader, evaluator = build_test_loader_and_evaluator(cfg, max_images)
+            classes = loader.dataset.metainfo['classes']
+            ev = evaluate_segmentor(model, loader, evaluator, reference, len(classes), progress)
+        print(f'[{i + 1}/{len(points)}] {method} {setting}: {metric} {float(ev.metrics[metric]):.2f} on '
+              f'{len(loader.dataset)} images', flush=True)
         if reference is None:
             reference, base_areas = ev.preds, ev.areas
         low = high = float('nan')
@@ -139,7 +163,6 @@ def run_sweep(config, checkpoint, spec_path, out_dir, shape=None, repeat=5, warm
         add_gains(rows, compare_to, bootstrap)
     report_timing([dict(name=f"{r['method']} {r['setting']}", speedup=r['speedup'], flops_ratio=r['GFLOPs_ratio'],
                         iqr_pct=r['iqr_pct']) for r in rows], load, hw)
-    os.makedirs(out_dir, exist_ok=True)
     paths = dict(csv=osp.join(out_dir, 'sweep.csv'), md=osp.join(out_dir, 'sweep.md'),
                  png=osp.join(out_dir, 'pareto.png'), per_class=osp.join(out_dir, 'per_class.csv'))
     write_csv(rows, paths['csv'])
@@ -304,7 +327,7 @@ def main(argv=None):
         torch.set_num_threads(args.num_threads)
     rows, paths = run_sweep(args.config, args.checkpoint, args.spec, args.out_dir, args.shape, args.repeat_times,
                             args.warmup, args.max_images, args.metric, args.cfg_options, not args.no_progress,
-                            args.bootstrap)
+                            args.bootstrap, args.verbose)
     print(markdown_table(rows))
     print('\n'.join(f'wrote {p}' for p in paths.values()))
     return rows
