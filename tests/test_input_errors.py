@@ -84,7 +84,8 @@ def test_the_delete_fix_works(tiny):
     """What the replaced-reducer message suggests is accepted."""
     import argparse
 
-    from mmtokred.utils.cli import add_cfg_options_arg, load_checked_config
+    from mmtokred.hosts.settings import load_checked_config
+    from mmtokred.utils.cli import add_cfg_options_arg
     p = argparse.ArgumentParser()
     add_cfg_options_arg(p)
     args = p.parse_args(['--cfg-options', 'model.backbone.reducer=dict(_delete_=True,type=ToMe,ratio=0.4)'])
@@ -126,7 +127,7 @@ def test_swin_configs_pass_the_key_checks(config):
 
 def test_evaluator_paths_follow_data_root():
     """mmdet's evaluators read the annotation files themselves: a data_root override moves them too."""
-    from mmtokred.utils.cli import load_checked_config
+    from mmtokred.hosts.settings import load_checked_config
     cfg = load_checked_config(osp.join(ROOT, 'configs', 'tiny', 'mask2former_tiny_coco-panoptic.py'),
                               {'test_dataloader.dataset.data_root': '/elsewhere/coco'})
     pq, ap = cfg.test_evaluator

@@ -41,7 +41,8 @@ def test_user_config_outside_the_repo_inherits_ours(tmp_path):
     assert cfg.model.backbone.type == 'ReducedVisionTransformer'
     assert cfg.model.backbone.reducer.r_h == 0.2 and cfg.model.backbone.reducer.r_w == 0.3
     model = _helpers().build_model_on_meta(cfg)
-    assert model.backbone.token_reducer is not None and len(model.backbone.layers) == 24
+    from mmtokred import reducers_of
+    assert [type(r).__name__ for r in reducers_of(model)] == ['TokenAdapter'] and len(model.backbone.layers) == 24
 
 
 def test_installed_package_reads_its_own_copy(tmp_path, monkeypatch):
