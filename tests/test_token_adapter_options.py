@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from mmtokred.reducers import Expediting, TokenAdapter
-from mmtokred.reducers.expediting import local_token_clustering, reconstruction_weights
+from mmtokred.reducers.expediting import initial_cell_labels, local_token_clustering, reconstruction_weights
+from mmtokred.reducers.pooling import resize_tokens
 from mmtokred.reducers.token_adapter import PAPER_PRESET, redundancy_line_scores
 
 OPTIONS = [
@@ -25,7 +26,7 @@ OPTIONS = [
 ]
 OPTION_IDS = ['relative-m-threshold', 'redundancy', 'layernorm', 'local-injector', 'soft-local', 'soft-radius0',
               'soft-global', 'all']
-RELATIVE_EXPEDITING = dict(temperature_mode='relative', temperature=2.0, topk=5, locality=3, iterations=3)
+RELATIVE_EXPEDITING = dict(temperature_mode='relative', temperature=6.0, topk=5, locality=3, iterations=3)
 
 
 def smooth_tokens(B, H, W, C, seed=0):
@@ -98,37 +99,61 @@ def test_disabled_is_identity(kw):
 def test_relative_temperature_is_scale_free():
     """Multiplying the features by a constant scales the centres by it and leaves the weights unchanged; the
     absolute (reference) temperature does not have this property."""
-    x = smooth_tokens(2, 12, 15, 16)
+    x = smooth_tokens(2, 12, 15, 16).double()
     for mode, scale_free in (('relative', True), ('absolute', False)):
         reducer = Expediting(cluster_grid=(8, 10), temperature=2.0 if mode == 'relative' else 0.5,
                              temperature_mode=mode, topk=5)
         a, b = reducer(x), reducer(100 * x)
-        y = torch.randn(a.tokens.shape)
+        y = torch.randn(a.tokens.shape, dtype=torch.float64)
         close = torch.allclose(b.tokens / 100, a.tokens, atol=1e-4) and torch.allclose(a.restore(y), b.restore(y),
                                                                                       atol=1e-4)
         assert close == scale_free
 
 
-def test_relative_temperature_equals_absolute_at_the_measured_scale():
-    """Relative mode is the absolute rule with t / s, s = the mean nearest-centre squared distance of the sample:
-    on one sample, with s measured, both give the same reconstruction weights."""
-    x = smooth_tokens(1, 10, 12, 8).double()
-    centres = x[:, ::2, ::2].reshape(1, -1, 8)
-    seq = x.reshape(1, -1, 8)
-    d = torch.cdist(seq, centres).square()
-    s = d.amin(-1).mean()
-    idx_r, w_r = reconstruction_weights(seq, centres, 4, 3.0, 'sum', temperature_mode='relative')
-    idx_a, w_a = reconstruction_weights(seq, centres, 4, float(3.0 / s), 'sum')
-    assert torch.equal(idx_r, idx_a)
-    torch.testing.assert_close(w_r, w_a)
+def test_relative_temperature_is_the_reference_at_t_over_s():
+    """Relative mode is the reference algorithm with temperature t / s, s = the sample's mean squared distance to
+    its nearest initial centre (the pooled cells; a window covering the whole grid makes every centre allowed)."""
+    x = smooth_tokens(2, 10, 12, 8).double()
+    pooled = resize_tokens(x, (10, 12), (5, 6), 'avg').reshape(2, -1, 8)
+    s = torch.cdist(x.reshape(2, -1, 8), pooled).square().amin(-1).mean(-1)            # (2,)
+    relative = Expediting(cluster_grid=(5, 6), locality=11, iterations=3, temperature=3.0, topk=4,
+                          temperature_mode='relative', normalize='sum')(x)
+    y = torch.randn(2, 30, 3, dtype=torch.float64)
+    for b in range(2):
+        absolute = Expediting(cluster_grid=(5, 6), locality=11, iterations=3, temperature=float(3.0 / s[b]), topk=4,
+                              normalize='sum')(x[b:b + 1])
+        torch.testing.assert_close(relative.tokens[b:b + 1], absolute.tokens)
+        torch.testing.assert_close(relative.restore(y)[b:b + 1], absolute.restore(y[b:b + 1]))
+    _, weight = reconstruction_weights(x.reshape(2, -1, 8), pooled, 4, torch.tensor([1.0, 1e9]).double(), 'sum')
+    assert (weight[1, :, 0] == 1).all() and (weight[0, :, 0] < 1).any()     # a per-sample temperature
+
+
+@pytest.mark.parametrize('tile', [1, 2])
+def test_relative_scale_counts_only_each_tokens_own_window(tile):
+    """With a 3x3 window the nearest initial centre is searched among the allowed ones only (not the masked tile
+    candidates): relative t equals the reference at t / s with s computed by brute force."""
+    x = smooth_tokens(1, 12, 16, 8).double()
+    h, w = 6, 8
+    pooled = resize_tokens(x, (12, 16), (h, w), 'avg').reshape(-1, 8)
+    rows, cols = initial_cell_labels(12, 16, h, w)
+    cy, cx = torch.arange(h).repeat_interleave(w), torch.arange(w).repeat(h)
+    allowed = ((rows.repeat_interleave(16)[:, None] - cy).abs() <= 1) & ((cols.repeat(12)[:, None] - cx).abs() <= 1)
+    d = torch.cdist(x.reshape(-1, 8), pooled).square().masked_fill(~allowed, float('inf'))
+    s = float(d.amin(-1).mean())
+    kw = dict(cluster_grid=(h, w), locality=3, iterations=3, topk=4, tile=tile, normalize='sum')
+    relative = Expediting(temperature=5.0, temperature_mode='relative', **kw)(x)
+    absolute = Expediting(temperature=5.0 / s, **kw)(x)
+    torch.testing.assert_close(relative.tokens, absolute.tokens)
+    y = torch.randn(1, h * w, 3, dtype=torch.float64)
+    torch.testing.assert_close(relative.restore(y), absolute.restore(y))
 
 
 def test_relative_clustering_uses_one_scale_per_sample():
     """Batched samples (Swin windows) of very different scales cluster as they would alone."""
     x = torch.cat([smooth_tokens(1, 9, 9, 8), 1e3 * smooth_tokens(1, 9, 9, 8, seed=1)])
-    both, _, _ = local_token_clustering(x, 5, 5, 3, 3, 2.0, tile=2, temperature_mode='relative')
+    both = local_token_clustering(x, 5, 5, 3, 3, 2.0, tile=2, temperature_mode='relative')[0]
     for b in range(2):
-        alone, _, _ = local_token_clustering(x[b:b + 1], 5, 5, 3, 3, 2.0, tile=2, temperature_mode='relative')
+        alone = local_token_clustering(x[b:b + 1], 5, 5, 3, 3, 2.0, tile=2, temperature_mode='relative')[0]
         torch.testing.assert_close(both[b:b + 1], alone, rtol=1e-5, atol=1e-5 * float(x[b].abs().max()))
 
 

@@ -21,36 +21,33 @@ _ref = dict(type='TokenAdapter', unique_ratio_h=0.1, unique_ratio_w=0.05, eject_
 _swaps = [
     ('reference (importance max, global injector, max ejector)', {}),
     ('importance range', dict(importance='range')),
-    ('importance sum', dict(importance='sum')),
     ('selection random', dict(selection='random')),
     ('selection alternating', dict(selection='alternating')),
     ('importance redundancy, separate drops', dict(importance='redundancy', separate_drops=True)),
     ('matching on LayerNorm tokens', dict(match_features='layernorm')),
     ('local injector', dict(injector='local')),
     ('ejector m-threshold relative 0.02', dict(eject_mode='m-threshold', threshold_mode='relative', threshold=0.02)),
-    ('ejector soft top-4 (global)', dict(eject_mode='soft', eject_radius=None, eject_topk=4)),
     ('ejector soft local (radius 1)', dict(eject_mode='soft', eject_radius=1)),
 ]
 _expedit = dict(type='Expediting', locality=5, iterations=5, topk=20)
-methods = [dict(name=f'TA after 0: {name}', model=_backbone(0, dict(_ref, **swap)), points=[{}])
-           for name, swap in _swaps]
-methods += [
-    # the whole improved Token Adapter after layer 0 and after layer 3 (28x37 kept, Expediting's grid)
-    dict(name='TA after 0: redundancy + LayerNorm + local injector + soft local ejector',
-         model=_backbone(0, dict(_ref, importance='redundancy', separate_drops=True, match_features='layernorm',
-                                 injector='local', eject_mode='soft', eject_radius=1)), points=[{}]),
+_improved = dict(importance='redundancy', separate_drops=True, match_features='layernorm', injector='local',
+                 eject_mode='soft', eject_radius=1)
+methods = [
+    # scale-free temperature first (t / s per image, s = mean squared distance to the nearest initial centre)
+    dict(name='Expediting after 3, relative temperature',
+         model=_backbone(3, dict(_expedit, temperature_mode='relative', cluster_grid=(28, 37))),
+         points=[dict(temperature=t) for t in (4.0, 8.0)]),
+    # the whole improved Token Adapter after layer 3 (28x37 kept, Expediting's grid) and after layer 0
     dict(name='TA after 3: reference', model=_backbone(3, dict(_ref, r_h=0.22, r_w=0.22)), points=[{}]),
     dict(name='TA after 3: redundancy + LayerNorm + local injector + soft local ejector',
-         model=_backbone(3, dict(_ref, r_h=0.22, r_w=0.22, importance='redundancy', separate_drops=True,
-                                 match_features='layernorm', injector='local', eject_mode='soft', eject_radius=1)),
-         points=[{}]),
+         model=_backbone(3, dict(_ref, r_h=0.22, r_w=0.22, **_improved)), points=[{}]),
+    dict(name='TA after 0: redundancy + LayerNorm + local injector + soft local ejector',
+         model=_backbone(0, dict(_ref, **_improved)), points=[{}]),
     # the reverse swaps on Expediting (reference-exact temperature 20 of section 10): hard restore, reduce after 0
     dict(name='Expediting after 3, t 20, hard restore',
          model=_backbone(3, dict(_expedit, temperature=20.0, normalize='hard', cluster_grid=(28, 37))), points=[{}]),
     dict(name='Expediting after 0, t 20', model=_backbone(0, dict(_expedit, temperature=20.0, cluster_grid=(29, 41))),
          points=[{}]),
-    # scale-free temperature: distances divided by the image's mean squared distance to the nearest centre
-    dict(name='Expediting after 3, relative temperature',
-         model=_backbone(3, dict(_expedit, temperature_mode='relative', cluster_grid=(28, 37))),
-         points=[dict(temperature=t) for t in (0.5, 2.0, 8.0)]),
 ]
+methods += [dict(name=f'TA after 0: {name}', model=_backbone(0, dict(_ref, **swap)), points=[{}])
+            for name, swap in _swaps]

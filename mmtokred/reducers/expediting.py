@@ -23,12 +23,13 @@ reference returns a zero vector). Negative distances (rounding) are clamped to 0
 
 Temperature modes. ``temperature_mode='absolute'`` (default, the reference): the logits are -t * d with d the
 squared L2 distance, so t depends on the feature scale (0.02 on the CamVid ViT-T, 20 on DINOv2 ViT-S/14: a
-1000x range). ``'relative'`` (not in the paper; scale-free): every distance matrix is first divided by its own
-per-sample scale, the mean over the sample's real tokens of the squared distance to the nearest allowed centre
-(computed afresh for each clustering iteration and for the reconstruction), so the logits are -t * d / mean(d_min):
-invariant to multiplying the features by a constant, and t is the same across backbones. The batch dimension is
-the sample (a Swin window on the Swin host), so the scale is per image or per window. Cost: one min and one mean
-over the distance matrix per iteration (< 1% of the clustering).
+1000x range). ``'relative'`` (not in the paper; scale-free): the reference algorithm with a per-sample
+temperature t / s, s = the mean over the sample's real tokens of the squared distance to the nearest allowed
+*initial* centre (the pooled cell averages, measured in the first iteration), used for every iteration and for the
+reconstruction. Multiplying the features by a constant changes nothing, and one t fits backbones whose tuned
+absolute temperatures differ 1000x (t * s = 4-7 for the CamVid ViT-T's 0.02, 3-5 for DINOv2's 20; BENCHMARKS.md
+section 11). The batch dimension is the sample (a Swin window on the Swin host), so s is per image or per window.
+Cost: one min and one mean over the first iteration's distances.
 """
 import functools
 import math
@@ -132,8 +133,9 @@ def local_token_clustering(x: Tensor, h: int, w: int, locality: int, iterations:
     affinities (``reduce_like(x) == centres``). With ``valid`` (B, H, W), padded tokens take no part: they are
     left out of the initial pooling and of every centre update, and a centre whose initial cell holds no real
     token is invalid and never a candidate (the reference clusters zero padding with the real tokens).
-    ``temperature_mode='relative'`` divides each iteration's distances by the sample's mean nearest-centre
-    distance over its real tokens (:func:`nearest_distance_scale`) before the temperature multiplies them.
+    ``temperature_mode='relative'``: the temperature is t / s per sample, s = the mean distance of its real tokens
+    to their nearest initial centre (:func:`nearest_distance_scale` of the first iteration). Returns the
+    temperature used as a 4th item: ``temperature`` itself, or the (B,) per-sample values (for the reconstruction).
     """
     B, H, W, C = x.shape
     M = h * w
@@ -179,37 +181,39 @@ def local_token_clustering(x: Tensor, h: int, w: int, locality: int, iterations:
         return (sums / den.clamp_min(1e-16)[:, None]).view(B, M + 1, D)[:, :M]
 
     aff = None
-    for _ in range(iterations):
+    t = temperature
+    for it in range(iterations):
         padded = torch.cat([centres, centres.new_zeros(B, 1, C)], 1)       # (B, M+1, C), dummy row last
         c = padded[:, flat_cand].reshape(B * T, L, C)                      # (B*T, L, C) contiguous
         c_sq = (padded * padded).sum(-1)[:, flat_cand].reshape(B * T, 1, L)
         dist = (xb_sq + c_sq - 2 * (xb @ c.transpose(1, 2))).clamp_min(0)    # (B*T, S, L)
-        if temperature_mode == 'relative':   # one scale per sample, over all its tiles
-            scale = nearest_distance_scale((dist + neg).reshape(B, T * S, L), tok_w.reshape(B, T * S))
-            dist = dist / scale.repeat_interleave(T, 0)
-        aff = (-temperature * dist + neg).softmax(-1) * tok_w              # dead rows and padding -> 0
+        if temperature_mode == 'relative' and it == 0:   # one scale per sample, over all its tiles
+            allowed_dist = (dist - neg).reshape(B, T * S, L)              # +inf where not allowed
+            scale = nearest_distance_scale(allowed_dist, tok_w.reshape(B, T * S))
+            t = temperature / scale.repeat_interleave(T, 0)                # (B*T, 1, 1)
+        aff = (-t * dist + neg).softmax(-1) * tok_w                        # dead rows and padding -> 0
         centres = weighted_means(aff, xb)
 
     def reduce_like(y: Tensor) -> Tensor:
         return weighted_means(aff.to(y.dtype), gather_tiles(y)).reshape(B, h, w, -1)
 
-    return centres.reshape(B, h, w, C), reduce_like, centre_valid
+    per_sample_t = t if not isinstance(t, Tensor) else t.view(B, T)[:, 0]
+    return centres.reshape(B, h, w, C), reduce_like, centre_valid, per_sample_t
 
 
-def reconstruction_weights(x: Tensor, centres: Tensor, topk: int, temperature: float, normalize: str,
-                           centre_valid: Optional[Tensor] = None, temperature_mode: str = 'absolute',
-                           token_valid: Optional[Tensor] = None):
+def reconstruction_weights(x: Tensor, centres: Tensor, topk: int, temperature: Union[float, Tensor], normalize: str,
+                           centre_valid: Optional[Tensor] = None):
     """x: (B, N, C), centres: (B, M, C), centre_valid: (B, M) or None -> (idx, weight), both (B, N, topk).
-    Invalid (padding-only) centres get weight 0. ``temperature_mode='relative'``: the distances are divided by the
-    sample's mean nearest-centre distance over its real tokens (``token_valid`` (B, N) bool, None: all real)."""
+    ``temperature``: a number, or (B,) per sample (``temperature_mode='relative'``). Invalid (padding-only) centres
+    get weight 0."""
     # squared distances by one matmul (not cdist(...).square(): its sqrt has an infinite gradient at distance 0)
     dist = ((x * x).sum(-1, keepdim=True) + (centres * centres).sum(-1)[:, None, :]
             - 2 * (x @ centres.transpose(1, 2))).clamp_min(0)               # (B, N, M)
     if centre_valid is not None:
         dist = dist.masked_fill(~centre_valid[:, None, :], float('inf'))
     d, idx = dist.topk(topk, dim=-1, largest=False)                        # ascending
-    if temperature_mode == 'relative':
-        d = d / nearest_distance_scale(d[..., :1], None if token_valid is None else token_valid.to(d.dtype))
+    if isinstance(temperature, Tensor):
+        temperature = temperature.view(-1, 1, 1)
     weight = torch.exp(-temperature * (d - d[..., :1]))                    # max weight 1: never all-zero
     if normalize == 'l2':
         weight = weight / weight.norm(dim=-1, keepdim=True)
@@ -244,7 +248,8 @@ class Expediting(TokenReducer):
             0.02 (reference, ``'absolute'``).
         temperature_mode: 'absolute' (default, the reference: t multiplies the raw squared distances) or
             'relative' (scale-free: the distances are first divided by the per-sample mean squared distance to
-            the nearest centre; see the module docstring). With 'relative', t ~ 1-10 (BENCHMARKS.md section 11).
+            the nearest initial centre; see the module docstring). With 'relative', t ~ 3-8 (BENCHMARKS.md
+            section 11).
         topk: k, reconstruction neighbours per token, 1 <= k <= h * w.
         normalize: 'l2' (reference), 'sum' (sum-to-one), or 'hard': each token copies its nearest centre (the
             reference DPT inference path).
@@ -312,14 +317,13 @@ class Expediting(TokenReducer):
         if not self.enabled or (h, w) == (H, W):
             return identity_reduction(x, valid)
         xf = x.to(compute_dtype(x))
-        centres, reduce_like, centre_valid = local_token_clustering(
+        centres, reduce_like, centre_valid, temperature = local_token_clustering(
             xf, h, w, self.locality, self.iterations, self.temperature, self.tile, valid, self.temperature_mode)
         centres_seq = centres.reshape(B, h * w, C)
         red_valid = None if centre_valid is None else centre_valid.reshape(B, h * w)
         hard = self.normalize == 'hard'    # hard copy needs only the nearest centre
         idx, weight = reconstruction_weights(xf.reshape(B, H * W, C), centres_seq, 1 if hard else self.topk,
-                                             self.temperature, 'sum' if hard else self.normalize, red_valid,
-                                             self.temperature_mode, None if valid is None else valid.reshape(B, H * W))
+                                             temperature, 'sum' if hard else self.normalize, red_valid)
         info = dict(grid=(H, W), cluster_grid=(h, w), nearest_cluster=idx[..., 0].view(B, H, W))
 
         def reduce(y: Tensor) -> Tensor:
