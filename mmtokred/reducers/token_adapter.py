@@ -291,7 +291,8 @@ class TokenAdapter(TokenReducer):
             raise ValueError("eject_mode='assignment' restores from the merge groups: it needs merge='average', "
                              f'got merge={self.merge!r}')
         if self.injector == 'local' and self.metric != 'cosine':
-            raise ValueError(f"injector='local' matches by cosine: it needs metric='cosine', got metric={self.metric!r}")
+            raise ValueError(f"injector='local' matches by cosine: it needs metric='cosine', "
+                             f'got metric={self.metric!r}')
 
     def extra_repr(self):
         size = f'grid={self.grid}' if self.grid else f'r_h={self.r_h}, r_w={self.r_w}'
@@ -360,7 +361,6 @@ class TokenAdapter(TokenReducer):
         # flat index of every kept token in the full grid, row-major over the kept grid: (B, Nr)
         kept_flat = (rows[:, :, None] * W + cols[:, None, :]).flatten(1)
         Nr = kept_flat.shape[1]
-        x_seq = xf.reshape(B, N, C)
         xm_seq = xm.reshape(B, N, C)
         valid_seq = None if valid is None else valid.reshape(B, N)
         red_valid = None if valid is None else valid_seq.gather(1, kept_flat)      # (B, Nr)
@@ -394,7 +394,8 @@ class TokenAdapter(TokenReducer):
             mode = {'max_pool': 'max', 'avg_pool': 'avg', 'bilinear': 'bilinear'}[self.merge]
             reduce_fn = lambda y: resize_tokens(y, (H, W), (n_keep_h, n_keep_w), mode, valid).flatten(1, 2)  # noqa: E731
             if valid is not None:
-                red_valid = resize_tokens(valid[..., None].float(), (H, W), (n_keep_h, n_keep_w), 'max')[..., 0].flatten(1) > 0
+                pooled = resize_tokens(valid[..., None].float(), (H, W), (n_keep_h, n_keep_w), 'max')
+                red_valid = pooled[..., 0].flatten(1) > 0
         else:  # keep: the normal tokens are dropped
             reduce_fn = lambda y: gather_tokens(y.reshape(B, N, -1), kept_flat)  # noqa: E731
         x_merged = reduce_fn(xf)
