@@ -315,3 +315,23 @@ def test_per_window_on_the_swin_host(reducer):
     same = dict(reducer, grid=6) if reducer['type'] == 'TokenAdapter' else dict(reducer, cluster_grid=6)
     upstream, unreduced = swin.pair('mmseg', reducer=same, reduce_after_layer=3)
     assert all(torch.equal(a, b) for a, b in zip(swin.run(upstream, x), swin.run(unreduced, x)))
+
+
+# ---------------------------------------------------------------------------------------------- token_groups tool
+def test_token_groups_tool_on_the_tiny_model(tmp_path):
+    """The statistics tool runs end to end; the local injector keeps every merge within its neighbourhood."""
+    spec = importlib.util.spec_from_file_location('helpers', osp.join(osp.dirname(__file__), 'helpers.py'))
+    helpers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helpers)
+    config = osp.join(helpers.ROOT, 'configs', 'tiny', 'segmenter_tiny_tokenadapter_ade.py')
+    data, ckpt, _ = helpers.tiny_ade_and_checkpoint(tmp_path, num=2, config=config)
+    tool = helpers.load_tool('analysis_tools/token_groups.py')
+    common = ['--cfg-options', f'test_dataloader.dataset.data_root={data}', 'model.backbone.reducer.eject_mode=max']
+    stats = tool.main([config, ckpt, '--out', str(tmp_path / 'g.json')] + common)
+    H, W = stats['grid']
+    assert stats['images'] == 2 and len(stats['rows']['drop_frequency']) == H
+    assert 0 <= stats['rows']['jaccard'] <= 1 and stats['group_size_max'] >= 1
+    local = tool.main([config, ckpt] + common + [f'model.backbone.reducer.{option}' for option in (
+        'injector=local', 'unique_ratio_h=0', 'unique_ratio_w=0', 'separate_drops=True')])
+    assert local['inject_distance_mean'] <= 1.0 + 1e-6 and local['group_size_max'] <= 9
+    assert osp.exists(tmp_path / 'g.json')
