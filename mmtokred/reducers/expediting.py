@@ -20,6 +20,16 @@ unchanged, but it inflates feature norms 1.2-2.6x), or ``'sum'`` (sum-to-one; us
 Deviation from the reference, on purpose: the weights are computed as exp(-t * (d - d_min)) per token. After
 either normalisation this is exactly the same value, but it cannot underflow to an all-zero row (where the
 reference returns a zero vector). Negative distances (rounding) are clamped to 0.
+
+Temperature modes. ``temperature_mode='absolute'`` (default, the reference): the logits are -t * d with d the
+squared L2 distance, so t depends on the feature scale (0.02 on the CamVid ViT-T, 20 on DINOv2 ViT-S/14: a
+1000x range). ``'relative'`` (not in the paper; scale-free): the reference algorithm with a per-sample
+temperature t / s, s = the mean over the sample's real tokens of the squared distance to the nearest allowed
+*initial* centre (the pooled cell averages, measured in the first iteration), used for every iteration and for the
+reconstruction. Multiplying the features by a constant changes nothing, and one t fits backbones whose tuned
+absolute temperatures differ 1000x (t * s = 4-7 for the CamVid ViT-T's 0.02, 3-5 for DINOv2's 20; BENCHMARKS.md
+section 11). The batch dimension is the sample (a Swin window on the Swin host), so s is per image or per window.
+Cost: one min and one mean over the first iteration's distances.
 """
 import functools
 import math
@@ -58,6 +68,25 @@ def _runs(labels: Tensor, n_groups: int) -> Tensor:
     start = torch.cumsum(counts, 0) - counts
     k = torch.arange(size, device=labels.device)
     return torch.where(k[None] < counts[:, None], start[:, None] + k[None], torch.full_like(k[None], -1))
+
+
+TEMPERATURE_MODES = ('absolute', 'relative')
+
+
+def nearest_distance_scale(dist: Tensor, token_weight: Optional[Tensor] = None) -> Tensor:
+    """Per-sample distance scale of ``temperature_mode='relative'``: the mean over real tokens of the distance to
+    the nearest allowed centre.
+
+    dist: (B, N, M) distances, +inf where a centre is not allowed; token_weight: (B, N) 1 for real tokens, 0 for
+    padding / dead rows (None: all real). Returns (B, 1, 1), never below 1e-12 (a constant sample has every
+    distance 0: its logits stay 0 and finite)."""
+    nearest = dist.amin(-1)                                                  # (B, N)
+    if token_weight is None:
+        scale = nearest.mean(-1)
+    else:
+        nearest = torch.where(token_weight > 0, nearest, torch.zeros_like(nearest))
+        scale = nearest.sum(-1) / token_weight.sum(-1).clamp_min(1.0)
+    return scale.clamp_min(1e-12)[:, None, None]
 
 
 @functools.lru_cache(maxsize=64)
@@ -99,7 +128,7 @@ def _tile_tables(H: int, W: int, h: int, w: int, locality: int, tile: int, devic
 
 
 def local_token_clustering(x: Tensor, h: int, w: int, locality: int, iterations: int, temperature: float,
-                           tile: int = 1, valid: Optional[Tensor] = None):
+                           tile: int = 1, valid: Optional[Tensor] = None, temperature_mode: str = 'absolute'):
     """x: (B, H, W, C) fp32 -> (centres (B, h, w, C), reduce_like, centre_valid (B, h, w) bool or None), each
     token joining only centres in its lambda^2 window.
 
@@ -113,6 +142,9 @@ def local_token_clustering(x: Tensor, h: int, w: int, locality: int, iterations:
     affinities (``reduce_like(x) == centres``). With ``valid`` (B, H, W), padded tokens take no part: they are
     left out of the initial pooling and of every centre update, and a centre whose initial cell holds no real
     token is invalid and never a candidate (the reference clusters zero padding with the real tokens).
+    ``temperature_mode='relative'``: the temperature is t / s per sample, s = the mean distance of its real tokens
+    to their nearest initial centre (:func:`nearest_distance_scale` of the first iteration). Returns the
+    temperature used as a 4th item: ``temperature`` itself, or the (B,) per-sample values (for the reconstruction).
     """
     B, H, W, C = x.shape
     M = h * w
@@ -158,36 +190,57 @@ def local_token_clustering(x: Tensor, h: int, w: int, locality: int, iterations:
         return (sums / den.clamp_min(1e-16)[:, None]).view(B, M + 1, D)[:, :M]
 
     aff = None
-    for _ in range(iterations):
+    t = temperature
+    for it in range(iterations):
         padded = torch.cat([centres, centres.new_zeros(B, 1, C)], 1)       # (B, M+1, C), dummy row last
         c = padded[:, flat_cand].reshape(B * T, L, C)                      # (B*T, L, C) contiguous
         c_sq = (padded * padded).sum(-1)[:, flat_cand].reshape(B * T, 1, L)
-        dist = xb_sq + c_sq - 2 * (xb @ c.transpose(1, 2))                 # (B*T, S, L)
-        aff = (-temperature * dist.clamp_min(0) + neg).softmax(-1) * tok_w   # dead rows and padding -> 0
+        dist = (xb_sq + c_sq - 2 * (xb @ c.transpose(1, 2))).clamp_min(0)    # (B*T, S, L)
+        if temperature_mode == 'relative' and it == 0:   # one scale per sample, over all its tiles
+            allowed_dist = (dist - neg).reshape(B, T * S, L)              # +inf where not allowed
+            scale = nearest_distance_scale(allowed_dist, tok_w.reshape(B, T * S))
+            t = temperature / scale.repeat_interleave(T, 0)                # (B*T, 1, 1)
+        aff = (-t * dist + neg).softmax(-1) * tok_w                        # dead rows and padding -> 0
         centres = weighted_means(aff, xb)
 
     def reduce_like(y: Tensor) -> Tensor:
         return weighted_means(aff.to(y.dtype), gather_tiles(y)).reshape(B, h, w, -1)
 
-    return centres.reshape(B, h, w, C), reduce_like, centre_valid
+    per_sample_t = t if not isinstance(t, Tensor) else t.view(B, T)[:, 0]
+    return centres.reshape(B, h, w, C), reduce_like, centre_valid, per_sample_t
 
 
-def reconstruction_weights(x: Tensor, centres: Tensor, topk: int, temperature: float, normalize: str,
+def reconstruction_weights(x: Tensor, centres: Tensor, topk: int, temperature: Union[float, Tensor], normalize: str,
                            centre_valid: Optional[Tensor] = None):
     """x: (B, N, C), centres: (B, M, C), centre_valid: (B, M) or None -> (idx, weight), both (B, N, topk).
-    Invalid (padding-only) centres get weight 0."""
+    ``temperature``: a number, or (B,) per sample (``temperature_mode='relative'``). Invalid (padding-only) centres
+    get weight 0."""
     # squared distances by one matmul (not cdist(...).square(): its sqrt has an infinite gradient at distance 0)
     dist = ((x * x).sum(-1, keepdim=True) + (centres * centres).sum(-1)[:, None, :]
             - 2 * (x @ centres.transpose(1, 2))).clamp_min(0)               # (B, N, M)
     if centre_valid is not None:
         dist = dist.masked_fill(~centre_valid[:, None, :], float('inf'))
     d, idx = dist.topk(topk, dim=-1, largest=False)                        # ascending
+    if isinstance(temperature, Tensor):
+        temperature = temperature.view(-1, 1, 1)
     weight = torch.exp(-temperature * (d - d[..., :1]))                    # max weight 1: never all-zero
     if normalize == 'l2':
         weight = weight / weight.norm(dim=-1, keepdim=True)
     else:
         weight = weight / weight.sum(-1, keepdim=True)
     return idx, weight
+
+
+def restore_by_weights(idx: Tensor, weight: Tensor, H: int, W: int):
+    """Restore closure: every token is the weighted sum of k reduced tokens. idx, weight: (B, H*W, k).
+    Returns y: (B, N_r, D) -> (B, H, W, D)."""
+    B, N, k = idx.shape
+
+    def restore(y: Tensor) -> Tensor:
+        D = y.shape[-1]
+        picked = y.gather(1, idx.reshape(B, N * k, 1).expand(-1, -1, D)).view(B, N, k, D)
+        return (weight.to(y.dtype)[:, :, None, :] @ picked).squeeze(2).view(B, H, W, D)
+    return restore
 
 
 @register_reducer
@@ -200,7 +253,12 @@ class Expediting(TokenReducer):
             Exactly one of the two must be given. ``cluster_ratio=1.0`` or a grid equal to the input disables it.
         locality: lambda, odd, >= 1: candidate window in cells (5 -> 25 candidates).
         iterations: kappa, >= 1.
-        temperature: t > 0, multiplies the squared distance (reference convention; paper tau = 1 / t).
+        temperature: t > 0, multiplies the squared distance (reference convention; paper tau = 1 / t). Default
+            0.02 (reference, ``'absolute'``).
+        temperature_mode: 'absolute' (default, the reference: t multiplies the raw squared distances) or
+            'relative' (scale-free: the distances are first divided by the per-sample mean squared distance to
+            the nearest initial centre; see the module docstring). With 'relative', t ~ 3-8 (BENCHMARKS.md
+            section 11).
         topk: k, reconstruction neighbours per token, 1 <= k <= h * w.
         normalize: 'l2' (reference), 'sum' (sum-to-one), or 'hard': each token copies its nearest centre (the
             reference DPT inference path).
@@ -211,7 +269,7 @@ class Expediting(TokenReducer):
 
     def __init__(self, cluster_grid: Union[int, Sequence[int], None] = None, cluster_ratio: Optional[float] = None,
                  locality: int = 5, iterations: int = 5, temperature: float = 0.02, topk: int = 20,
-                 normalize: str = 'l2', tile: int = 4):
+                 normalize: str = 'l2', tile: int = 4, temperature_mode: str = 'absolute'):
         super().__init__()
         if (cluster_grid is None) == (cluster_ratio is None):
             raise ValueError('Expediting: give exactly one of cluster_grid (h, w) and cluster_ratio, '
@@ -236,6 +294,7 @@ class Expediting(TokenReducer):
         if not isinstance(temperature, (int, float)) or temperature <= 0:
             raise ValueError(f'temperature must be a number > 0, got {temperature!r}')
         self.temperature = float(temperature)
+        self.temperature_mode = check_choice('temperature_mode', temperature_mode, TEMPERATURE_MODES)
         self.topk = check_int('topk', topk, 1)
         self.tile = check_int('tile', tile, 1)
         self.normalize = check_choice('normalize', normalize, ('l2', 'sum', 'hard'))
@@ -246,8 +305,8 @@ class Expediting(TokenReducer):
 
     def extra_repr(self):
         size = f'grid={self.cluster_grid}' if self.cluster_grid else f'ratio={self.cluster_ratio}'
-        return (f'{size}, lambda={self.locality}, kappa={self.iterations}, t={self.temperature}, k={self.topk}, '
-                f'normalize={self.normalize}')
+        return (f'{size}, lambda={self.locality}, kappa={self.iterations}, t={self.temperature} '
+                f'({self.temperature_mode}), k={self.topk}, normalize={self.normalize}')
 
     def plan(self, H: int, W: int):
         if self.cluster_grid is not None:
@@ -267,13 +326,13 @@ class Expediting(TokenReducer):
         if not self.enabled or (h, w) == (H, W):
             return identity_reduction(x, valid)
         xf = x.to(compute_dtype(x))
-        centres, reduce_like, centre_valid = local_token_clustering(
-            xf, h, w, self.locality, self.iterations, self.temperature, self.tile, valid)
+        centres, reduce_like, centre_valid, temperature = local_token_clustering(
+            xf, h, w, self.locality, self.iterations, self.temperature, self.tile, valid, self.temperature_mode)
         centres_seq = centres.reshape(B, h * w, C)
         red_valid = None if centre_valid is None else centre_valid.reshape(B, h * w)
         hard = self.normalize == 'hard'    # hard copy needs only the nearest centre
         idx, weight = reconstruction_weights(xf.reshape(B, H * W, C), centres_seq, 1 if hard else self.topk,
-                                             self.temperature, 'sum' if hard else self.normalize, red_valid)
+                                             temperature, 'sum' if hard else self.normalize, red_valid)
         info = dict(grid=(H, W), cluster_grid=(h, w), nearest_cluster=idx[..., 0].view(B, H, W))
 
         def reduce(y: Tensor) -> Tensor:
@@ -291,12 +350,7 @@ class Expediting(TokenReducer):
             def restore(y: Tensor) -> Tensor:
                 return (dense.to(y.dtype) @ y).view(B, H, W, y.shape[-1])    # N * hw * D MACs
         else:
-            def restore(y: Tensor) -> Tensor:
-                """y: (B, h*w, D) -> (B, H, W, D): weighted sum of the top-k clusters of every token."""
-                D, k = y.shape[-1], idx.shape[-1]
-                picked = y.gather(1, idx.reshape(B, H * W * k, 1).expand(-1, -1, D)).view(B, H * W, k, D)
-                out = (weight.to(y.dtype)[:, :, None, :] @ picked).squeeze(2)    # N * k * D MACs
-                return out.view(B, H, W, D)
+            restore = restore_by_weights(idx, weight, H, W)                    # N * k * D MACs
 
         return Reduction(tokens=centres_seq.to(x.dtype), grid=(h, w), restore=restore, reduce=reduce,
                          valid=red_valid, info=info)

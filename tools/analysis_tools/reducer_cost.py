@@ -3,8 +3,9 @@
     python tools/analysis_tools/reducer_cost.py [--grid 40 40] [--channels 1024] [--restore-dim 150]
         [--repeat-times 5] [--num-threads N]
 
-Rows: Token Adapter (paper setting), Expediting with the local clustering at tile 1 (exactly lambda^2 candidates
-per token), 2 and 4 (default), the dense masked formulation of the reference, and ToMe. Median milliseconds and
+Rows: Token Adapter (paper setting, and with the options of BENCHMARKS.md section 11), Expediting with the local
+clustering at tile 1 (exactly lambda^2 candidates per token), 2 and 4 (default), with the relative temperature, the
+dense masked formulation of the reference, and ToMe. Median milliseconds and
 GMACs of each. ``--restore-dim`` is the channel count restored (150 = ADE20K logits, 1024 = ViT-L features).
 """
 import argparse
@@ -60,9 +61,14 @@ def main(argv=None):
     H, W = args.grid
     x = torch.randn(1, H, W, args.channels, generator=torch.Generator().manual_seed(0))
     h, w = round(0.7 * H), round(0.7 * W)
-    cases = [('Token Adapter r=0.3 (m-threshold)', TokenAdapter(r_h=0.3, r_w=0.3))]
+    cases = [('Token Adapter r=0.3 (m-threshold)', TokenAdapter(r_h=0.3, r_w=0.3)),
+             ('Token Adapter r=0.3, redundancy + LayerNorm + local injector + soft local ejector',
+              TokenAdapter(r_h=0.3, r_w=0.3, importance='redundancy', separate_drops=True, match_features='layernorm',
+                           injector='local', eject_mode='soft'))]
     for tile in (1, 2, 4):
         cases.append((f'Expediting {h}x{w}, tile {tile}', Expediting(cluster_grid=(h, w), tile=tile)))
+    cases.append((f'Expediting {h}x{w}, tile 4, relative temperature',
+                  Expediting(cluster_grid=(h, w), temperature=8.0, temperature_mode='relative')))
     cases.append(('ToMe ratio 0.5 (span)', ToMe(ratio=0.5)))
 
     def run(reducer):
