@@ -39,7 +39,8 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 SCREEN_IMAGES = 8            # images every candidate is scored on before the best are extended to all
 KEEP_SHARE = 0.25            # share of the screened candidates (per budget) extended to all images
 MIN_KEPT = 4
-BISECTION_STEPS = 7          # continuous amounts: 1/128 of the range
+BISECTION_STEPS = 5          # at most this many MAC counts per budget for a continuous amount
+CLOSE_ENOUGH = 0.98          # stop once the chosen amount's MACs are within 2% under the budget
 COARSE_TEMPERATURES = (0.01, 0.1, 1.0, 10.0, 100.0)
 
 
@@ -203,18 +204,23 @@ class AutotuneHost:
         for s in self.reduce_sites():
             if self.kind == 'vit' and self.task == 'segmentation':
                 out.append((dict(reduce_after_layer=s, restore_site='head'), f'after {s}, logits'))
-            elif self.kind == 'timm':
+            else:   # timm: nothing to restore; Swin: each stage is restored before its PatchMerging
                 out.append((dict(reduce_after_layer=s), f'after {s}'))
-            else:
-                out.append((dict(reduce_after_layer=s, restore_site='backbone'), f'after {s}'))
         return out
 
     def span_placements(self, sites=None) -> List[Tuple[dict, str]]:
-        """Token-set reducers (ToMe span, MSTM) restore the features after the last block."""
-        if self.kind != 'vit':
-            return []
-        return [(dict(reduce_after_layer=s, restore_after_layer=self.depth - 1, restore_site='backbone'),
-                 f'after {s}') for s in (sites or self.reduce_sites())]
+        """Token-set reducers (ToMe span, MSTM, EViT) restore the features after the last block (Swin, timm:
+        stated so that the host's own validator says why it refuses them)."""
+        out = []
+        for s in (sites or self.reduce_sites()):
+            if self.kind == 'vit':
+                out.append((dict(reduce_after_layer=s, restore_after_layer=self.depth - 1, restore_site='backbone'),
+                             f'after {s}'))
+            elif self.kind == 'swin':   # each stage is restored before its PatchMerging
+                out.append((dict(reduce_after_layer=s), f'after {s}'))
+            else:
+                out.append((dict(reduce_after_layer=s), f'after {s}'))
+        return out
 
     # --- configs and models ---------------------------------------------------------------------------------
     def teacher_cfg(self):
@@ -279,8 +285,9 @@ class AutotuneHost:
             return '\n'.join(lines) + '\n'
         backbone = dict(type='ReducedVisionTransformer' if self.kind == 'vit' else 'ReducedSwinTransformer',
                         reduce_after_layer=placement['reduce_after_layer'],
-                        restore_after_layer=placement.get('restore_after_layer'),
-                        restore_site=placement.get('restore_site', 'backbone'))
+                        restore_after_layer=placement.get('restore_after_layer'))
+        if self.kind == 'vit':
+            backbone['restore_site'] = placement.get('restore_site', 'backbone')
         head = placement.get('restore_site') == 'head'
         model = (f"model = dict({'type=' + repr('TokenReductionEncoderDecoder') + ', ' if head else ''}"
                  f"backbone=dict({', '.join(f'{k}={v!r}' for k, v in backbone.items())}, reducer={_py(reducer)}))")
@@ -350,11 +357,11 @@ def _tome(host: AutotuneHost) -> List[Setting]:
 
 
 def _evit(host: AutotuneHost) -> List[Setting]:
-    if host.kind != 'vit' or host.depth < 4:
-        return []
-    sites = [host.depth // 4 - 1, host.depth // 2 - 1, 3 * host.depth // 4 - 1]
-    p = dict(reduce_after_layer=sites, restore_after_layer=host.depth - 1, restore_site='backbone')
-    return [_setting('EViT', p, dict(fuse=True), Amount('keep_rate', 1.0, 0.1), f'EViT (inside {sites})')]
+    """EViT prunes inside three layers at a quarter, half and three quarters of the depth (its paper's 4, 7, 10
+    of 12, our DINOv2 sweep's 3, 6, 9)."""
+    sites = sorted({max(1, host.depth * k // 4) - 1 for k in (1, 2, 3)})
+    return [_setting('EViT', p, dict(fuse=True), Amount('keep_rate', 1.0, 0.1), f'EViT (inside {sites})')
+            for p, _ in host.span_placements([sites])]
 
 
 def _mstm(host: AutotuneHost) -> List[Setting]:
@@ -407,6 +414,8 @@ def list_images(folder: str, num: Optional[int]) -> List[str]:
         raise InputError(f'--images: no image ({"/".join(IMAGE_EXTENSIONS)}) in {folder}')
     if num is not None and num < len(paths):   # evenly spread over the sorted names (not one video sequence)
         paths = [paths[i * len(paths) // num] for i in range(num)]
+    for p in paths:
+        _check_image(p)
     return paths
 
 
@@ -423,8 +432,6 @@ def load_inputs(host: AutotuneHost, model, paths: Sequence[str]) -> List[object]
     """One preprocessed input per image, as the model consumes it: mmseg / mmdet: the data preprocessor's
     ``dict(inputs, data_samples)`` of the config's test pipeline without its annotation loaders; timm: the
     classification preprocessing of ``cfg.data``."""
-    for p in paths:
-        _check_image(p)
     if host.kind == 'timm':
         preprocess = _classification_preprocess()
         return [preprocess(p, host.cfg.data)[None] for p in paths]
@@ -533,6 +540,7 @@ class Autotuner:
         self.methods = list(methods or METHOD_SPACES)
         self.work_dir, self.max_minutes, self.progress, self.log = work_dir, max_minutes, progress, log
         self.results: Dict[str, Result] = {}
+        self.failed: Dict[str, str] = {}             # candidate key -> why it cannot run on these images
         self.macs_cache: Dict[str, int] = {}
         self.stopped = False
         self.start = time.time()
@@ -619,23 +627,26 @@ class Autotuner:
         strongest = self.macs_of(setting, strong) / self.base_macs
         if strongest * self.base_macs > target:
             return None, strongest
-        mild = a.mild        # invariant: strong fits, mild does not (mild is unreduced)
-        if a.integer:
-            while abs(strong - mild) > 1:
-                mid = (mild + strong) // 2 if mild < strong else (mild + strong + 1) // 2
-                macs = self.macs_of(setting, mid)
-                if macs is not None and macs <= target:
-                    strong = mid
-                else:
-                    mild = mid
-        else:
-            for _ in range(BISECTION_STEPS):
-                mid = round((mild + strong) / 2, 4)
-                macs = self.macs_of(setting, mid)
-                if macs is not None and macs <= target:
-                    strong = mid
-                else:
-                    mild = mid
+        # invariant: ``strong`` fits, ``mild`` does not (mild is unreduced). Each step tries the point where the
+        # MACs, interpolated linearly between the two ends, meet the target (kept away from the ends), then halves;
+        # it stops when the fitting end is within CLOSE_ENOUGH of the target.
+        mild, m_mild, m_strong = a.mild, self.base_macs, strongest * self.base_macs
+        for step in range(BISECTION_STEPS if not a.integer else 64):
+            if m_strong >= CLOSE_ENOUGH * target or (a.integer and abs(strong - mild) <= 1):
+                break
+            if a.integer:
+                share = 0.5
+            else:
+                share = min(0.9, max(0.1, (m_mild - target) / max(m_mild - m_strong, 1))) if step % 2 == 0 else 0.5
+            mid = mild + share * (strong - mild)
+            mid = (math.floor(mid) if mild < strong else math.ceil(mid)) if a.integer else round(mid, 4)
+            if mid in (mild, strong):
+                mid = mild + (1 if strong > mild else -1) if a.integer else round((mild + strong) / 2, 4)
+            macs = self.macs_of(setting, mid)
+            if macs is not None and macs <= target:
+                strong, m_strong = mid, macs
+            else:
+                mild, m_mild = mid, macs if macs is not None else m_mild
         return strong, strongest
 
     def solve_budgets(self, settings: Sequence[Setting]) -> List[Candidate]:
@@ -670,13 +681,14 @@ class Autotuner:
                 raise InputError(f'--work-dir {self.work_dir} holds a run of another config, checkpoint or image '
                                  'list: give an empty folder')
             self.saved = state.get('results', {})
+            self.failed.update(state.get('failed', {}))
 
     def _save_state(self):
         path = self._state_path()
         if not path:
             return
         os.makedirs(self.work_dir, exist_ok=True)
-        data = dict(fingerprint=self._fingerprint(),
+        data = dict(fingerprint=self._fingerprint(), failed=self.failed,
                     results={k: dict(stats=r.stats, kl=r.kl) for k, r in self.results.items()})
         with open(path + '.tmp', 'w') as f:
             json.dump(data, f)
@@ -701,6 +713,9 @@ class Autotuner:
     def evaluate(self, candidates: Sequence[Candidate], n_images: int, bar) -> None:
         """Extend every candidate's per-image statistics to the first ``n_images`` images."""
         for c in candidates:
+            if c.key in self.failed:
+                self._leave_out(c, self.failed[c.key])
+                continue
             r = self.result(c)
             if len(r.stats) >= n_images:
                 continue
@@ -716,14 +731,19 @@ class Autotuner:
                     bar.update(1)
             except ValueError as e:   # the reduction does not fit an image of another size than the first
                 from ..utils.cli import message
-                self.log(f'left out {c.description}: {message(e)}')
-                self.candidates = [d for d in self.candidates if d.key != c.key]
-                self.results.pop(c.key)
+                self.failed[c.key] = message(e)
+                self._leave_out(c, self.failed[c.key])
+                self._save_state()
                 continue
             self._save_state()
             best = self.ranked(n_images, c.budget)[:1]
             if best:
                 bar.set_postfix_str(f'budget {c.budget:g} best {best[0][2]:.2f}: {best[0][0].description[:70]}')
+
+    def _leave_out(self, c: Candidate, why: str):
+        self.log(f'left out {c.description}: {why}')
+        self.candidates = [d for d in self.candidates if d.key != c.key]
+        self.results.pop(c.key, None)
 
     def out_of_time(self) -> bool:
         if self.max_minutes is not None and time.time() - self.start > 60 * self.max_minutes:

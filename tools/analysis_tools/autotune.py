@@ -163,9 +163,14 @@ def main(argv=None):
         f.write(text + '\n')
     write_csv(rows_by_budget, osp.join(args.work_dir, 'autotune.csv'))
     plot_scores(tuner, rows_by_budget, osp.join(args.work_dir, 'autotune.png'))
-    for b, path in chosen.items():
-        best = rows_by_budget[b][0]
-        print(f'budget {b:g}: {best["setting"]} ({best["GFLOPs"]:.3f} GFLOPs, score {best["score"]:.2f}) -> {path}')
+    for b, rows in rows_by_budget.items():
+        if b not in chosen:
+            print(f'budget {b:g}: no candidate was scored (--max-minutes); run again with the same --work-dir to '
+                  'resume')
+            continue
+        best = rows[0]
+        print(f'budget {b:g}: {best["setting"]} ({best["GFLOPs"]:.3f} GFLOPs, score {best["score"]:.2f}) -> '
+              f'{chosen[b]}')
     print(f'total time {(time.time() - start) / 60:.1f} min' + (' (stopped at --max-minutes)' if tuner.stopped
                                                                 else ''))
     return tuner, rows_by_budget, chosen
