@@ -143,6 +143,7 @@ def test_written_config_replaces_a_reducer_of_the_base(tmp_path):
 
 def _classifier(tmp_path):
     from mmengine.config import Config
+
     from mmtokred.hosts.timm_vit import build_classifier
     cfg = Config(dict(model=dict(type='TimmVisionTransformer', name='vit_tiny_patch16_224', img_size=32,
                                  patch_size=8, depth=4, num_classes=5),
@@ -228,7 +229,7 @@ def test_empty_and_unreadable_image_folders(seg, capsys, no_scoring, tmp_path):
     (empty / 'notes.txt').write_text('no image here')
     line = _error_line([TINY_SEG, ckpt, '--budget', '0.8', '--images', str(empty), '--work-dir', str(tmp_path)],
                        capsys)
-    assert line.startswith(f'error: --images: no image (') and str(empty) in line
+    assert line.startswith('error: --images: no image (') and str(empty) in line
     broken = tmp_path / 'broken'
     image_folder(broken, num=1)
     (broken / 'zz.png').write_bytes(b'not a png')

@@ -169,11 +169,13 @@ class AutotuneHost:
         self.registry_host = host_for_type(name)
         if name in VIT_TYPES:
             from mmseg.models.backbones import VisionTransformer
+
             from ..hosts.registry import upstream_defaults
             self.kind = 'vit'
             self.depth = backbone.get('num_layers', upstream_defaults(VisionTransformer, 'num_layers')['num_layers'])
         elif name in SWIN_TYPES:
             from mmseg.models.backbones import SwinTransformer
+
             from ..hosts.registry import upstream_defaults
             default = upstream_defaults(SwinTransformer, 'depths', 'window_size')
             self.kind = 'swin'
@@ -651,12 +653,15 @@ class Autotuner:
 
     def solve_budgets(self, settings: Sequence[Setting]) -> List[Candidate]:
         candidates, reachable = [], []
+        bar = _bar(len(settings), self.progress, 'fitting the budgets (MAC counter)')
         for s in settings:
             for b in self.budgets:
                 value, strongest = self.solve(s, b)
                 reachable.append(strongest)
                 if value is not None:
                     candidates.append(Candidate(s, value, b, self.macs_of(s, value) / 1e9))
+            bar.update(1)
+        bar.close()
         for b in self.budgets:
             if not any(c.budget == b for c in candidates):
                 raise InputError(f'--budget {b:g} cannot be reached by {" ".join(self.methods)} on this model: the '

@@ -127,8 +127,7 @@ def score_spec(tuner, cfg, args):
 def main(argv=None):
     import torch
 
-    from mmtokred.analysis.autotune import (Autotuner, list_images, markdown_table, plot_scores, table_rows,
-                                            write_config)
+    from mmtokred.analysis.autotune import Autotuner, list_images, markdown_table, plot_scores, table_rows, write_config
     from mmtokred.analysis.models import load_config
     from mmtokred.utils import allow_trusted_checkpoints
     from mmtokred.utils.cli import check_file
