@@ -58,26 +58,42 @@ def seg(tmp_path_factory):
     return data, ckpt, str(images), tmp
 
 
-@pytest.fixture
-def no_annotations(monkeypatch):
+def refuse_annotations(monkeypatch):
     """Any annotation loader (mmcv's and every subclass: mmseg's, mmdet's) fails the test if it is called."""
     from mmcv.transforms import LoadAnnotations
 
     def refuse(self, results):
         raise AssertionError('an annotation was opened')
-    monkeypatch.setattr(LoadAnnotations, 'transform', refuse)
-    for sub in LoadAnnotations.__subclasses__():
-        monkeypatch.setattr(sub, 'transform', refuse)
+    for cls in (LoadAnnotations, *LoadAnnotations.__subclasses__()):
+        monkeypatch.setattr(cls, 'transform', refuse)
 
 
-def test_segmenter_end_to_end_and_the_config_reproduces_the_score(seg, no_annotations, monkeypatch):
+@pytest.fixture
+def no_annotations(monkeypatch):
+    refuse_annotations(monkeypatch)
+
+
+@pytest.fixture(scope='module')
+def seg_run(seg):
+    """One search on the tiny Segmenter with the images alone (annotation loaders refused): (argv, what the tool
+    returned)."""
+    from mmtokred.analysis import autotune as at
+    _, ckpt, images, tmp = seg
+    argv = [TINY_SEG, ckpt, '--budget', '0.8', '--images', images, '--work-dir', str(tmp / 'wd'), '--methods',
+            'TokenAdapter', '--no-progress']
+    with pytest.MonkeyPatch.context() as mp:
+        refuse_annotations(mp)
+        mp.setattr(at, 'BISECTION_STEPS', 3)
+        return argv, autotune().main(argv)
+
+
+def test_segmenter_end_to_end_and_the_config_reproduces_the_score(seg, seg_run):
     """Tiny Segmenter ViT, images only: ranked table, CSV, plot and a config inheriting the user's; the config
     passes tools/test.py unchanged and, scored against the unreduced model's maps as labels, reproduces the
     agreement mIoU the tool printed for it."""
-    data, ckpt, images, tmp = seg
+    data, ckpt, _, tmp = seg
     wd = tmp / 'wd'
-    tuner, rows, chosen = autotune().main([TINY_SEG, ckpt, '--budget', '0.8', '--images', images, '--work-dir',
-                                           str(wd), '--methods', 'TokenAdapter', '--no-progress'])
+    tuner, rows, chosen = seg_run[1]
     ranking = rows[0.8]
     assert ranking and all(r['GFLOPs_share'] <= 0.8 for r in ranking)
     assert [r['score'] for r in ranking if r['complete']] == sorted((r['score'] for r in ranking if r['complete']),
@@ -88,8 +104,7 @@ def test_segmenter_end_to_end_and_the_config_reproduces_the_score(seg, no_annota
     text = open(chosen[0.8]).read()
     assert f"_base_ = ['{osp.relpath(osp.join(helpers.ROOT, TINY_SEG), wd)}']" in text
     assert 'model = dict(' in text and text.count('\n') == 4   # two comment lines, _base_, model: nothing else
-    monkeypatch.undo()      # tools/test.py reads annotations: the labels are the unreduced model's maps
-    labels = osp.join(data, 'annotations', 'validation')
+    labels = osp.join(data, 'annotations', 'validation')   # the labels: the unreduced model's maps
     for path, ref in zip(tuner.images, tuner.reference):
         name = osp.splitext(osp.basename(path))[0] + '.png'
         Image.fromarray((ref.argmax(0) + 1).to(torch.uint8).numpy()).save(osp.join(labels, name))  # reduce_zero_label
@@ -98,18 +113,16 @@ def test_segmenter_end_to_end_and_the_config_reproduces_the_score(seg, no_annota
     assert metrics['mIoU'] == pytest.approx(ranking[0]['score'], abs=0.01)
 
 
-def test_resumes_from_the_work_dir(seg, monkeypatch):
-    """A second run with the same --work-dir scores nothing again (only the teacher runs) and ranks the same."""
+def test_resumes_from_the_work_dir(seg_run, monkeypatch):
+    """The same command again: nothing is scored or counted again (only the teacher runs), the same ranking."""
     from mmtokred.analysis import autotune as at
-    _, ckpt, images, tmp = seg
-    argv = [TINY_SEG, ckpt, '--budget', '0.8', '--images', images, '--work-dir', str(tmp / 'resume'),
-            '--methods', 'TokenAdapter', '--no-progress']
-    first_tuner, first, _ = autotune().main(argv)
+    argv, (first_tuner, first, _) = seg_run
     calls = []
-    upstream = at.run_model
-    monkeypatch.setattr(at, 'run_model', lambda *a: calls.append(1) or upstream(*a))
+    upstream_run, upstream_count = at.run_model, at.Autotuner.count_macs
+    monkeypatch.setattr(at, 'run_model', lambda *a: calls.append('run') or upstream_run(*a))
+    monkeypatch.setattr(at.Autotuner, 'count_macs', lambda *a: calls.append('count') or upstream_count(*a))
     _, again, _ = autotune().main(argv)
-    assert len(calls) == len(first_tuner.images)          # the teacher alone
+    assert calls == ['count'] + ['run'] * len(first_tuner.images)     # the unreduced MACs, the teacher's outputs
     assert [(r['setting'], r['score']) for r in again[0.8]] == [(r['setting'], r['score']) for r in first[0.8]]
 
 
@@ -217,7 +230,7 @@ def _error_line(argv, capsys):
 def test_unreachable_budget_names_the_smallest_reachable(seg, capsys, no_scoring, tmp_path):
     _, ckpt, images, _ = seg
     line = _error_line([TINY_SEG, ckpt, '--budget', '0.05', '--images', images, '--methods', 'TokenAdapter',
-                        '--work-dir', str(tmp_path)], capsys)
+                        '--work-dir', str(tmp_path), '--no-progress'], capsys)
     assert line.startswith('error: --budget 0.05 cannot be reached by TokenAdapter on this model: the smallest '
                            'reachable is 0.')
 

@@ -564,9 +564,9 @@ class Autotuner:
         self.teacher = self.host.build(self.host.teacher_cfg(), checkpoint=self.checkpoint)
         self.state_dict = self.teacher.state_dict()
         self.inputs = load_inputs(self.host, self.teacher, self.images)
+        self._load_state()
         self.base_macs = self.count_macs(self.teacher)
         self.candidates = self.solve_budgets(self.settings) if search else []
-        self._load_state()
 
     def score_configs(self, named_cfgs: Sequence[Tuple[str, str, object]]) -> List[dict]:
         """Score given reduced configs (e.g. the points of a hand-made sweep) on the calibration images, as the
@@ -653,7 +653,7 @@ class Autotuner:
 
     def solve_budgets(self, settings: Sequence[Setting]) -> List[Candidate]:
         candidates, reachable = [], []
-        bar = _bar(len(settings), self.progress, 'fitting the budgets (MAC counter)')
+        bar = _bar(len(settings), self.progress, 'fitting the budgets (MAC counter)', 'setting')
         for s in settings:
             for b in self.budgets:
                 value, strongest = self.solve(s, b)
@@ -662,6 +662,7 @@ class Autotuner:
                     candidates.append(Candidate(s, value, b, self.macs_of(s, value) / 1e9))
             bar.update(1)
         bar.close()
+        self._save_state()
         for b in self.budgets:
             if not any(c.budget == b for c in candidates):
                 raise InputError(f'--budget {b:g} cannot be reached by {" ".join(self.methods)} on this model: the '
@@ -687,14 +688,15 @@ class Autotuner:
                                  'list: give an empty folder')
             self.saved = state.get('results', {})
             self.failed.update(state.get('failed', {}))
+            self.macs_cache.update(state.get('macs', {}))
 
     def _save_state(self):
         path = self._state_path()
         if not path:
             return
         os.makedirs(self.work_dir, exist_ok=True)
-        data = dict(fingerprint=self._fingerprint(), failed=self.failed,
-                    results={k: dict(stats=r.stats, kl=r.kl) for k, r in self.results.items()})
+        data = dict(fingerprint=self._fingerprint(), failed=self.failed, macs=self.macs_cache,
+                    results=dict(self.saved, **{k: dict(stats=r.stats, kl=r.kl) for k, r in self.results.items()}))
         with open(path + '.tmp', 'w') as f:
             json.dump(data, f)
         os.replace(path + '.tmp', path)
@@ -822,9 +824,9 @@ def _classification_preprocess():
     return module.preprocess
 
 
-def _bar(total, enabled, desc):
+def _bar(total, enabled, desc, unit='img'):
     from .timing import progress_bar
-    bar = progress_bar(total, enabled, desc, 'img')
+    bar = progress_bar(total, enabled, desc, unit)
     if not hasattr(bar, 'set_postfix_str'):
         bar.set_postfix_str = lambda *a, **k: None
     return bar
