@@ -126,6 +126,32 @@ def test_resumes_from_the_work_dir(seg_run, monkeypatch):
     assert [(r['setting'], r['score']) for r in again[0.8]] == [(r['setting'], r['score']) for r in first[0.8]]
 
 
+def test_shared_blocks_run_once_and_change_nothing(seg):
+    """The blocks before a reduction site run once per image (recorded on the unreduced model) and are replayed
+    for every candidate that reduces there: its output is the one it computes itself, for every kind of placement
+    (after a block, inside it with the attention as importance, per sub-block)."""
+    from mmtokred.analysis import autotune as at
+    from mmtokred.analysis.models import load_config
+    _, ckpt, images, _ = seg
+    tuner = at.Autotuner(load_config(osp.join(helpers.ROOT, TINY_SEG)), ckpt, at.list_images(images, 2), [0.9],
+                         progress=False)
+    tuner.prepare(search=False)
+    tuner.candidates = [at.Candidate(s, s.amount.strong, 0.9, 0.0) for s in at.method_settings(
+        tuner.host, ['TokenAdapter', 'ToMe', 'EViT'])]
+    tuner.teacher_outputs()
+    replayed = 0
+    for c in tuner.candidates:
+        block = tuner.host.shared_prefix(c.placement, c.reducer)
+        model = tuner.host.build(tuner.host.candidate_cfg(c.placement, c.reducer), tuner.state_dict)
+        for i in range(len(tuner.inputs)):
+            torch.testing.assert_close(tuner.run_candidate(c, model, i), at.run_model(tuner.host, model,
+                                                                                     tuner.inputs[i]))
+            replayed += block is not None
+        assert len(model.backbone.layers) == 4 and not any(isinstance(m, torch.nn.Identity)
+                                                           for m in model.backbone.layers)
+    assert replayed >= 2 * len(tuner.candidates) // 2
+
+
 def test_max_minutes_stops_with_what_is_done(seg, capsys):
     _, ckpt, images, tmp = seg
     _, rows, chosen = autotune().main([TINY_SEG, ckpt, '--budget', '0.8', '--images', images, '--work-dir',

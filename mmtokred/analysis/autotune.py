@@ -296,6 +296,66 @@ class AutotuneHost:
         lines.append(model)
         return '\n'.join(lines) + '\n'
 
+    # --- the blocks before a reduction site run once per image --------------------------------------------------
+    def shared_prefix(self, placement: dict, reducer: dict) -> Optional[int]:
+        """The last block whose output a candidate shares with the unreduced model (the blocks up to it run
+        unchanged), or None. mmseg ViT only: blocks up to ``reduce_after_layer`` (the one before it for reducers
+        that run inside their layer, ranked by its attention)."""
+        if self.kind != 'vit':
+            return None
+        site = placement['reduce_after_layer']
+        site = site[0] if isinstance(site, (list, tuple)) else site
+        from ..reducers import build_reducer
+        last = site - 1 if build_reducer(reducer).needs_importance else site
+        outs = self.cfg.model.backbone.get('out_indices', -1)       # an output taken before the site is recorded
+        outs = [o % self.depth for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
+        last = min([last] + outs)
+        return last if last >= 0 else None
+
+    def record_blocks(self, model, blocks: Sequence[int]):
+        """Context: every forward of ``model`` appends {block: output} of ``blocks`` to the returned list (one dict
+        per backbone call: slide inference calls it once per crop)."""
+        import contextlib
+        layers = model.backbone.layers
+        calls: List[dict] = []
+
+        @contextlib.contextmanager
+        def recording():
+            handles = [model.backbone.register_forward_pre_hook(lambda m, a: calls.append({}))]
+            for b in blocks:
+                handles.append(layers[b].register_forward_hook(
+                    lambda m, a, out, b=b: calls[-1].__setitem__(b, out.detach())))
+            try:
+                yield calls
+            finally:
+                for h in handles:
+                    h.remove()
+        return recording()
+
+    def replay_blocks(self, model, block: int, outputs: Sequence[dict]):
+        """Context: the backbone's blocks 0..``block`` are skipped, block ``block`` returning the recorded outputs
+        (one per backbone call, in order) instead: exactly what they compute, since they run unchanged."""
+        import contextlib
+        layers = model.backbone.layers
+        saved = [layers[i] for i in range(block + 1)]
+        queue = [o[block] for o in outputs]
+
+        class Recorded(torch.nn.Module):
+            def forward(self, x):
+                return queue.pop(0)
+
+        @contextlib.contextmanager
+        def replaying():
+            for i in range(block):
+                layers[i] = torch.nn.Identity()
+            layers[block] = Recorded()
+            try:
+                yield
+            finally:
+                for i, layer in enumerate(saved):
+                    layers[i] = layer
+        return replaying()
+
     def base_has_reducer(self) -> bool:
         if self.kind == 'timm':
             return bool((self.cfg.get('reduction') or {}).get('reducer'))
@@ -703,13 +763,28 @@ class Autotuner:
 
     # --- scoring ----------------------------------------------------------------------------------------------
     def teacher_outputs(self):
+        """The teacher's outputs, and the outputs of the blocks the candidates share with it (run once)."""
+        blocks = sorted({self.host.shared_prefix(c.placement, c.reducer) for c in self.candidates} - {None})
         bar = _bar(len(self.inputs), self.progress, 'teacher')
-        self.reference = []
+        self.reference, self.prefixes = [], []
         for data in self.inputs:
-            out = run_model(self.host, self.teacher, data)
+            if blocks:
+                with self.host.record_blocks(self.teacher, blocks) as calls:
+                    out = run_model(self.host, self.teacher, data)
+            else:
+                out, calls = run_model(self.host, self.teacher, data), []
             self.reference.append(out)
+            self.prefixes.append(calls)
             bar.update(1)
         bar.close()
+
+    def run_candidate(self, c: Candidate, model, i: int):
+        """The candidate's output on image ``i``, its shared blocks replayed from the teacher's run."""
+        block = self.host.shared_prefix(c.placement, c.reducer)
+        if block is None or not self.prefixes[i] or block not in self.prefixes[i][0]:
+            return run_model(self.host, model, self.inputs[i])
+        with self.host.replay_blocks(model, block, self.prefixes[i]):
+            return run_model(self.host, model, self.inputs[i])
 
     def result(self, c: Candidate) -> Result:
         if c.key not in self.results:
@@ -731,8 +806,7 @@ class Autotuner:
             model = self.host.build(self.host.candidate_cfg(c.placement, c.reducer), self.state_dict)
             try:
                 for i in range(len(r.stats), n_images):
-                    stats, kl = image_statistics(self.host, run_model(self.host, model, self.inputs[i]),
-                                                 self.reference[i])
+                    stats, kl = image_statistics(self.host, self.run_candidate(c, model, i), self.reference[i])
                     r.stats.append(stats)
                     r.kl.append(kl)
                     bar.update(1)
