@@ -118,8 +118,8 @@ def test_resumes_from_the_work_dir(seg_run, monkeypatch):
     from mmtokred.analysis import autotune as at
     argv, (first_tuner, first, _) = seg_run
     calls = []
-    upstream_run, upstream_count = at.run_model, at.Autotuner.count_macs
-    monkeypatch.setattr(at, 'run_model', lambda *a: calls.append('run') or upstream_run(*a))
+    upstream_run, upstream_count = at.AutotuneHost.run, at.Autotuner.count_macs
+    monkeypatch.setattr(at.AutotuneHost, 'run', lambda *a: calls.append('run') or upstream_run(*a))
     monkeypatch.setattr(at.Autotuner, 'count_macs', lambda *a: calls.append('count') or upstream_count(*a))
     _, again, _ = autotune().main(argv)
     assert calls == ['count'] + ['run'] * len(first_tuner.images)     # the unreduced MACs, the teacher's outputs
@@ -133,7 +133,7 @@ def test_shared_blocks_run_once_and_change_nothing(seg):
     from mmtokred.analysis import autotune as at
     from mmtokred.analysis.models import load_config
     _, ckpt, images, _ = seg
-    tuner = at.Autotuner(load_config(osp.join(helpers.ROOT, TINY_SEG)), ckpt, at.list_images(images, 2), [0.9],
+    tuner = at.Autotuner(load_config(osp.join(helpers.ROOT, TINY_SEG)), ckpt, at.list_images(images, 1), [0.9],
                          progress=False)
     tuner.prepare(search=False)
     tuner.candidates = [at.Candidate(s, s.amount.strong, 0.9, 0.0) for s in at.method_settings(
@@ -144,12 +144,11 @@ def test_shared_blocks_run_once_and_change_nothing(seg):
         block = tuner.host.shared_prefix(c.placement, c.reducer)
         model = tuner.host.build(tuner.host.candidate_cfg(c.placement, c.reducer), tuner.state_dict)
         for i in range(len(tuner.inputs)):
-            torch.testing.assert_close(tuner.run_candidate(c, model, i), at.run_model(tuner.host, model,
-                                                                                     tuner.inputs[i]))
+            torch.testing.assert_close(tuner.run_candidate(c, model, i), tuner.host.run(model, tuner.inputs[i]))
             replayed += block is not None
         assert len(model.backbone.layers) == 4 and not any(isinstance(m, torch.nn.Identity)
                                                            for m in model.backbone.layers)
-    assert replayed >= 2 * len(tuner.candidates) // 2
+    assert replayed >= len(tuner.candidates) // 2      # EViT ranks by layer 0's attention: nothing shared
 
 
 def test_max_minutes_stops_with_what_is_done(seg, capsys):

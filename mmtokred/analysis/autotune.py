@@ -10,11 +10,13 @@ the teacher's outputs on a few calibration images (no annotation is read):
 * timm classifiers: top-1 agreement (%) with the teacher, mean KL as a second column.
 
 Search: per method a few placements and method parameters (:data:`METHOD_SPACES`); the budget fixes the method's
-amount parameter (ratio, grid, keep rate) by bisection on the MAC counter (:mod:`.flops`), the least aggressive
-value whose MACs fit. Scores are per-image statistics, so a candidate is first scored on a few images, the best
-are extended to all of them (successive halving), and Expediting's temperature -- whose right value changes by
-orders of magnitude between backbones -- is searched coarse to fine (decades, then half decades). Finished work is
-kept per image in ``--work-dir`` (resumable); ``--max-minutes`` stops with the best found.
+amount parameter (ratio, grid, keep rate) on the MAC counter (:mod:`.flops`): the least aggressive value whose
+MACs fit, by a bisection that tries the linearly interpolated value first. Scores are per-image statistics, so
+a candidate is first scored on a few images, the best are extended to all of them (successive halving), and
+Expediting's temperature -- whose right value changes by orders of magnitude between backbones -- is searched
+coarse to fine (decades, then half decades). The blocks before a reduction site run once per image, on the
+teacher, and are replayed for every candidate that reduces there. Finished work (scores per image, MAC counts) is
+kept in ``--work-dir`` (resumable); ``--max-minutes`` stops with the best found.
 
 Candidates are built through the config interface (a deep copy of ``cfg.model`` with the backbone's reduction
 settings replaced), so the written config is exactly what was scored. Everything that depends on the host lives in
@@ -135,7 +137,8 @@ def _jsonable(value):
 
 # ----------------------------------------------------------------------------------------------------------------
 # HOST ADAPTER: everything the autotuner knows about hosts is in this class (placements a host allows, its depth,
-# how its config states a reduction, how a model is built and run). At the merge with the host registry of issue
+# how its config states a reduction, how a model is built, fed and run, which blocks a candidate shares with the
+# unreduced model). At the merge with the host registry of issue
 # 22, repoint these methods at its Host objects / placement plan.
 # ----------------------------------------------------------------------------------------------------------------
 VIT_TYPES = ('VisionTransformer', 'ReducedVisionTransformer')
@@ -356,6 +359,42 @@ class AutotuneHost:
                     layers[i] = layer
         return replaying()
 
+    # --- inputs and outputs ----------------------------------------------------------------------------------
+    def load_inputs(self, model, paths: Sequence[str]) -> List[object]:
+        """One preprocessed input per image, as the model consumes it: mmseg / mmdet: the data preprocessor's
+        ``dict(inputs, data_samples)`` of the config's test pipeline without its annotation loaders; timm: the
+        classification preprocessing of ``cfg.data``."""
+        if self.kind == 'timm':
+            preprocess = _classification_preprocess()
+            return [preprocess(p, self.cfg.data)[None] for p in paths]
+        from mmcv.transforms import Compose
+        from mmengine.dataset import pseudo_collate
+        steps = [dict(t) for t in self.cfg.test_dataloader.dataset.pipeline if 'Annotation' not in str(t['type'])]
+        pipeline = Compose(steps)
+        out = []
+        with torch.no_grad():
+            for p in paths:
+                data = pipeline(dict(img_path=p, img_id=0))
+                out.append(model.data_preprocessor(pseudo_collate([data]), False))
+        return out
+
+    def mac_input(self, data):
+        """The tensor the MAC counter runs (one preprocessed input) and the forward that runs it."""
+        if self.task == 'classification':
+            return data, None
+        from .models import tensor_forward
+        return data['inputs'], tensor_forward
+
+    def run(self, model, data):
+        """What the score compares: (K, H, W) logits (segmentation), the backbone's outputs (backbone) or (K,)
+        logits (classification)."""
+        with torch.no_grad():
+            if self.task == 'classification':
+                return model(data).float()[0]
+            if self.task == 'backbone':
+                return [f.float() for f in model.backbone(data['inputs'])]
+            return model.predict(data['inputs'], data['data_samples'])[0].seg_logits.data.float()
+
     def base_has_reducer(self) -> bool:
         if self.kind == 'timm':
             return bool((self.cfg.get('reduction') or {}).get('reducer'))
@@ -490,39 +529,9 @@ def _check_image(path: str):
         raise InputError(f'--images: cannot read {path} as an image ({type(e).__name__})') from e
 
 
-def load_inputs(host: AutotuneHost, model, paths: Sequence[str]) -> List[object]:
-    """One preprocessed input per image, as the model consumes it: mmseg / mmdet: the data preprocessor's
-    ``dict(inputs, data_samples)`` of the config's test pipeline without its annotation loaders; timm: the
-    classification preprocessing of ``cfg.data``."""
-    if host.kind == 'timm':
-        preprocess = _classification_preprocess()
-        return [preprocess(p, host.cfg.data)[None] for p in paths]
-    from mmcv.transforms import Compose
-    from mmengine.dataset import pseudo_collate
-    steps = [dict(t) for t in host.cfg.test_dataloader.dataset.pipeline if 'Annotation' not in str(t['type'])]
-    pipeline = Compose(steps)
-    out = []
-    with torch.no_grad():
-        for p in paths:
-            data = pipeline(dict(img_path=p, img_id=0))
-            out.append(model.data_preprocessor(pseudo_collate([data]), False))
-    return out
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # teacher outputs and per-image statistics
 # ----------------------------------------------------------------------------------------------------------------
-def run_model(host: AutotuneHost, model, data):
-    """What the score compares: (K, H, W) logits (segmentation), the backbone's outputs (backbone) or (K,)
-    logits (classification)."""
-    with torch.no_grad():
-        if host.task == 'classification':
-            return model(data).float()[0]
-        if host.task == 'backbone':
-            return [f.float() for f in model.backbone(data['inputs'])]
-        return model.predict(data['inputs'], data['data_samples'])[0].seg_logits.data.float()
-
-
 def image_statistics(host: AutotuneHost, out, ref) -> Tuple[List[float], float]:
     """Per-image (stats, kl): the statistics whose sum over images gives the score (:func:`score_from_stats`) and
     the mean KL(teacher || candidate) (NaN for the backbone task)."""
@@ -623,7 +632,7 @@ class Autotuner:
                     continue
         self.teacher = self.host.build(self.host.teacher_cfg(), checkpoint=self.checkpoint)
         self.state_dict = self.teacher.state_dict()
-        self.inputs = load_inputs(self.host, self.teacher, self.images)
+        self.inputs = self.host.load_inputs(self.teacher, self.images)
         self._load_state()
         self.base_macs = self.count_macs(self.teacher)
         self.candidates = self.solve_budgets(self.settings) if search else []
@@ -637,7 +646,7 @@ class Autotuner:
             model = self.host.build(cfg, self.state_dict)
             stats, kls = [], []
             for data, ref in zip(self.inputs, self.reference):
-                st, kl = image_statistics(self.host, run_model(self.host, model, data), ref)
+                st, kl = image_statistics(self.host, self.host.run(model, data), ref)
                 stats.append(st)
                 kls.append(kl)
                 bar.update(1)
@@ -650,9 +659,7 @@ class Autotuner:
 
     def count_macs(self, model) -> int:
         from .flops import count_model_macs
-        from .models import tensor_forward
-        x = self.inputs[0] if self.host.task == 'classification' else self.inputs[0]['inputs']
-        forward = None if self.host.task == 'classification' else tensor_forward
+        x, forward = self.host.mac_input(self.inputs[0])
         return count_model_macs(model, x, forward).total()
 
     def macs_of(self, setting: Setting, value) -> Optional[int]:
@@ -770,9 +777,9 @@ class Autotuner:
         for data in self.inputs:
             if blocks:
                 with self.host.record_blocks(self.teacher, blocks) as calls:
-                    out = run_model(self.host, self.teacher, data)
+                    out = self.host.run(self.teacher, data)
             else:
-                out, calls = run_model(self.host, self.teacher, data), []
+                out, calls = self.host.run(self.teacher, data), []
             self.reference.append(out)
             self.prefixes.append(calls)
             bar.update(1)
@@ -782,9 +789,9 @@ class Autotuner:
         """The candidate's output on image ``i``, its shared blocks replayed from the teacher's run."""
         block = self.host.shared_prefix(c.placement, c.reducer)
         if block is None or not self.prefixes[i] or block not in self.prefixes[i][0]:
-            return run_model(self.host, model, self.inputs[i])
+            return self.host.run(model, self.inputs[i])
         with self.host.replay_blocks(model, block, self.prefixes[i]):
-            return run_model(self.host, model, self.inputs[i])
+            return self.host.run(model, self.inputs[i])
 
     def result(self, c: Candidate) -> Result:
         if c.key not in self.results:
