@@ -898,8 +898,11 @@ def _classification_preprocess():
     """``preprocess(path, data)`` of tools/test_classifier.py (the classifier's evaluation transform)."""
     import importlib.util
     root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-    spec = importlib.util.spec_from_file_location('mmtokred_test_classifier', osp.join(root, 'tools',
-                                                                                      'test_classifier.py'))
+    path = osp.join(root, 'tools', 'test_classifier.py')
+    if not osp.isfile(path):    # a non-editable install ships no tools/
+        raise InputError(f'autotune on a timm classifier needs the clone\'s tools/test_classifier.py (its '
+                         f'evaluation transform); not found at {path}')
+    spec = importlib.util.spec_from_file_location('mmtokred_test_classifier', path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.preprocess
