@@ -182,7 +182,7 @@ def test_written_config_replaces_a_reducer_of_the_base(tmp_path):
 def _classifier(tmp_path):
     from mmengine.config import Config
 
-    from mmtokred.hosts.timm_vit import build_classifier
+    from mmtokred.compensators import build_classifier
     cfg = Config(dict(model=dict(type='TimmVisionTransformer', name='vit_tiny_patch16_224', img_size=32,
                                  patch_size=8, depth=4, num_classes=5),
                       data=dict(resize=36, crop=32, mean=[127.5] * 3, std=[127.5] * 3), reduction=dict()))
