@@ -59,7 +59,7 @@ def test_every_config_is_listed():
 def test_config_builds_and_runs_narrow(config):
     cfg = narrow(helpers.load_cfg(config))
     from mmtokred.utils.cli import check_reduction_settings
-    from mmtokred.utils.config_checks import check_backbone_cfg
+    from mmtokred.hosts.backbone_checks import check_backbone_cfg
     check_reduction_settings(cfg)   # the tools' early checks accept every provided config
     check_backbone_cfg(cfg)
     model = helpers.build_model(cfg)

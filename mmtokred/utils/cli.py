@@ -180,7 +180,8 @@ def load_checked_config(config: str, cfg_options: Optional[dict] = None):
     (:func:`check_reduction_settings`)."""
     from mmengine.config import Config
     check_file(config, 'config file')
-    from .config_checks import check_backbone_cfg, check_option_keys, follow_data_root
+    from ..hosts.backbone_checks import check_backbone_cfg
+    from .config_checks import check_option_keys, follow_data_root
     cfg = Config.fromfile(config)
     if cfg_options:
         check_option_keys(cfg, cfg_options)
