@@ -58,7 +58,8 @@ def test_every_config_is_listed():
 @pytest.mark.parametrize('config', CONFIGS, ids=[osp.relpath(p, helpers.CONFIGS) for p in CONFIGS])
 def test_config_builds_and_runs_narrow(config):
     cfg = narrow(helpers.load_cfg(config))
-    from mmtokred.hosts.settings import check_backbone_cfg, check_reduction_settings
+    from mmtokred.hosts.backbone_checks import check_backbone_cfg
+    from mmtokred.hosts.settings import check_reduction_settings
     check_reduction_settings(cfg)   # the tools' early checks accept every provided config
     check_backbone_cfg(cfg)
     model = helpers.build_model(cfg)

@@ -121,7 +121,7 @@ def test_runner_keys_and_config_keys_pass():
                                     'configs/tiny/maskdino_tiny_tokenadapter_coco-panoptic.py'])
 def test_swin_configs_pass_the_key_checks(config):
     """No false alarm on the Swin hosts (mmseg and mmdet registries); every ViT config: test_all_configs.py."""
-    from mmtokred.hosts.settings import check_backbone_cfg
+    from mmtokred.hosts.backbone_checks import check_backbone_cfg
     check_backbone_cfg(helpers.load_cfg(config))
 
 

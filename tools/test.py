@@ -89,12 +89,8 @@ def enable_visualization(cfg, args):
 def main(argv=None):
     import torch
 
-    from mmtokred.analysis.test_hooks import progress_and_flops_hook
-    from mmtokred.utils.run_output import (
-        captured_stdout,
-        describe_reduction,
-        quiet_runner_class,
-    )
+    from mmtokred.analysis.runner_hooks import progress_and_flops_hook
+    from mmtokred.utils.run_output import captured_stdout, describe_reduction, quiet_runner_class
 
     args = parse_args(argv)
     if args.num_threads:

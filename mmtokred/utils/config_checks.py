@@ -1,17 +1,16 @@
-"""Config mistakes that mmengine would only report after building the model (or never), found before anything is
-built; each is one :class:`~mmtokred.utils.cli.InputError` line that names the problem and the fix.
+"""Config and data mistakes that mmengine would only report late (or never), found before anything is built; each
+is one :class:`~mmtokred.utils.cli.InputError` line that names the problem and the fix:
 
 * a ``--cfg-options`` key whose top-level name is neither in the config nor read by the Runner but close to one
   that is (a typo such as ``test_dataloder...``, which mmengine silently adds and nothing reads);
-
-(The checks that need the hosts and reducers, e.g. a reducer on a backbone type that takes none, live in
-:mod:`mmtokred.hosts.settings`.)
+* a file with an image extension in the test image folder that is not an image.
 
 :func:`follow_data_root` moves the evaluators' annotation paths along with an overridden dataset ``data_root``.
+The backbone / reducer options: :mod:`mmtokred.hosts.backbone_checks`.
 """
 import difflib
 import inspect
-from typing import Iterable, Optional, Sequence
+from typing import Optional, Sequence
 
 from .cli import InputError
 
@@ -19,11 +18,6 @@ from .cli import InputError
 RUNNER_EXTRA_KEYS = ('custom_imports', 'runner_type', 'model_wrapper_cfg', 'find_unused_parameters', 'compile',
                      'log_level', 'tta_model', 'tta_pipeline', 'sync_bn', 'work_dir', 'load_from', 'resume',
                      'launcher', 'randomness', 'experiment_name', 'cfg', 'val_evaluator', 'test_evaluator')
-
-
-def did_you_mean(name: str, candidates: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.7)
-    return f' (did you mean {close[0]!r}?)' if close else ''
 
 
 def runner_keys() -> set:

@@ -2,8 +2,8 @@
 everything mmengine logs (environment, config dump, hooks, per-class tables, the evaluators' own prints) goes to
 the log file in the work dir, and to the screen as well with ``--verbose``.
 
-Used by ``tools/test.py`` (:func:`quiet_runner_class`; its progress / GFLOPs hook is in
-:mod:`mmtokred.analysis.test_hooks`) and by the sweep
+Used by ``tools/test.py`` (:func:`quiet_runner_class`, with
+:func:`mmtokred.analysis.runner_hooks.progress_and_flops_hook`) and by the sweep and the demo
 (:func:`console_to_file`).
 """
 import contextlib

@@ -1,4 +1,4 @@
-"""The hook of ``tools/test.py``'s quiet output: GFLOPs of the first test image and a progress bar."""
+"""mmengine hooks of ``tools/test.py``: the GFLOPs of the first test image and a progress bar."""
 import sys
 
 
@@ -21,7 +21,7 @@ def progress_and_flops_hook(show_progress: bool = True, stream=None):
             self.gflops = None
 
         def before_test_epoch(self, runner):
-            from ..utils.progress import progress_bar
+            from .timing import progress_bar
             if is_main_process():
                 self.count_flops(runner)
             self.bar = progress_bar(len(runner.test_dataloader), show_progress and is_main_process(), 'testing',
