@@ -165,6 +165,12 @@ def test_expediting_temperature_mode_is_checked():
 
 # ---------------------------------------------------------------------------------------------- Token Adapter
 def test_paper_preset_is_the_default_and_literal():
+    """The signature defaults are the preset (configs and compensator degrees compare settings with the defaults
+    filled in from the signature); None takes the preset's value."""
+    import inspect
+    defaults = {n: p.default for n, p in inspect.signature(TokenAdapter.__init__).parameters.items()}
+    assert {k: defaults[k] for k in PAPER_PRESET} == PAPER_PRESET and defaults['preset'] == 'paper'
+    assert TokenAdapter(importance=None).importance == 'max'
     t = TokenAdapter()
     for key, value in PAPER_PRESET.items():
         assert getattr(t, key) == value

@@ -215,9 +215,10 @@ class TokenAdapter(TokenReducer):
             given) 0.3 / 0.3.
         grid: (h, w) or int: number of rows / columns kept, instead of ratios (windowed hosts need every
             window reduced to the same k x k). Give either ``grid`` or ratios.
-        preset: 'paper' (default): the most literal reading of the paper, ``PAPER_PRESET`` (docs/token_adapter.md
-            lists it point by point). Every option below left at None takes the preset's value; an option given
-            explicitly overrides it (one swap at a time, as BENCHMARKS.md section 11 does).
+        preset: 'paper' (default, the only one): the most literal reading of the paper, ``PAPER_PRESET``
+            (docs/token_adapter.md lists it point by point). The defaults of the options below are the preset's
+            values (tested), so a config that names none of them is the paper's reading; an option given (or None)
+            overrides it / takes the preset's value (one swap at a time, as BENCHMARKS.md section 11 does).
         unique_ratio_h, unique_ratio_w: share of the kept rows / columns that stay unique (untouched), in [0, 1).
             Preset: 0.1 / 0.05 (not given in the text; read off Fig. 6b).
         importance: line score: per-token 'max' (paper), 'sum' or 'range' over channels, then max per line; or
@@ -252,12 +253,11 @@ class TokenAdapter(TokenReducer):
 
     def __init__(self, r_h: Optional[float] = None, r_w: Optional[float] = None,
                  grid: Union[int, Sequence[int], None] = None, preset: str = 'paper',
-                 unique_ratio_h: Optional[float] = None, unique_ratio_w: Optional[float] = None,
-                 importance: Optional[str] = None, selection: Optional[str] = None,
-                 separate_drops: Optional[bool] = None, metric: Optional[str] = None,
-                 match_features: Optional[str] = None, injector: Optional[str] = None, merge: Optional[str] = None,
-                 eject_mode: Optional[str] = None, threshold: Optional[float] = None,
-                 threshold_mode: Optional[str] = None, eject_temperature: float = 4.0,
+                 unique_ratio_h: float = 0.1, unique_ratio_w: float = 0.05, importance: str = 'max',
+                 selection: str = 'scores', separate_drops: bool = False, metric: str = 'cosine',
+                 match_features: str = 'raw', injector: str = 'global', merge: str = 'average',
+                 eject_mode: str = 'm-threshold', threshold: float = 0.02, threshold_mode: str = 'absolute',
+                 eject_temperature: float = 4.0,
                  eject_radius: Optional[int] = 1, eject_topk: int = 4, seed: int = 0):
         super().__init__()
         if grid is not None:
@@ -277,7 +277,7 @@ class TokenAdapter(TokenReducer):
                      selection=selection, separate_drops=separate_drops, metric=metric, match_features=match_features,
                      injector=injector, merge=merge, eject_mode=eject_mode, threshold=threshold,
                      threshold_mode=threshold_mode)
-        opt = {k: PAPER_PRESET[k] if v is None else v for k, v in given.items()}
+        opt = {k: PAPER_PRESET[k] if v is None else v for k, v in given.items()}   # None: the preset's value
         self.unique_ratio_h = check_ratio('unique_ratio_h', opt['unique_ratio_h'])
         self.unique_ratio_w = check_ratio('unique_ratio_w', opt['unique_ratio_w'])
         self.importance = check_choice('importance', opt['importance'], IMPORTANCE)
