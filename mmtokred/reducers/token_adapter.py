@@ -237,11 +237,12 @@ class TokenAdapter(TokenReducer):
         eject_mode: 'm-threshold' (paper) or 'max'; 'assignment' (not in the paper): every token takes the
             reduced token it was merged into, an exact unmerge as ToMe's; 'soft' (not in the paper): a
             softmax-weighted average, see ``eject_temperature``.
-        threshold: 'm-threshold' margin on the cosine, in [0, 2]. ``threshold_mode='absolute'`` (paper reading):
-            reduced tokens with 1 - cos <= threshold join the nearest one; 'relative': those with
-            cos >= cos_max - threshold (relative to the token's best match). The paper gives no value; 0.5 (a
-            third-party choice) averages most of the grid on our first-stage CamVid model (mIoU 28.1 -> 10.1,
-            features restored), 0.02 is within 0.5 mIoU of 'max' (BENCHMARKS.md section 4): preset 0.02.
+        threshold: 'm-threshold' margin on the cosine, in [0, 2]. The paper gives no value; 0.5 (a third-party
+            choice) averages most of the grid on our first-stage CamVid model (mIoU 28.1 -> 10.1, features
+            restored), 0.02 is within 0.5 mIoU of 'max' (BENCHMARKS.md section 4): preset 0.02.
+        threshold_mode: how ``threshold`` is read. 'absolute' (paper reading): reduced tokens with
+            1 - cos <= threshold join the nearest one; 'relative' (scale-free): those with cos >= cos_max - threshold
+            (relative to the token's best match). Default 'absolute'.
         eject_temperature: t > 0 of ``eject_mode='soft'``: weights exp(-t * d / s), d = 1 - cos (on
             ``match_features``), s = the image's mean distance of a token to its best reduced match. Default 4.
         eject_radius: 'soft' candidates: the reduced tokens within this many kept lines of the token's position
