@@ -35,9 +35,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from ..compensators.distill import IMAGE_EXTENSIONS
+from ..compensators.distill import list_images as all_images
 from ..utils.cli import InputError
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 SCREEN_IMAGES = 8            # images every candidate is scored on before the best are extended to all
 KEEP_SHARE = 0.25            # share of the screened candidates (per budget) extended to all images
 MIN_KEPT = 4
@@ -507,10 +508,10 @@ def method_settings(host: AutotuneHost, methods: Sequence[str]) -> List[Setting]
 def list_images(folder: str, num: Optional[int]) -> List[str]:
     if not osp.isdir(folder):
         raise InputError(f'--images: folder not found: {folder}')
-    paths = sorted(osp.join(d, f) for d, _, files in os.walk(folder) for f in files
-                   if f.lower().endswith(IMAGE_EXTENSIONS))
-    if not paths:
-        raise InputError(f'--images: no image ({"/".join(IMAGE_EXTENSIONS)}) in {folder}')
+    try:
+        paths = all_images(folder)      # the compensator trainer's listing: the same images in the same order
+    except ValueError:
+        raise InputError(f'--images: no image ({"/".join(IMAGE_EXTENSIONS)}) in {folder}') from None
     if num is not None and num < len(paths):   # evenly spread over the sorted names (not one video sequence)
         paths = [paths[i * len(paths) // num] for i in range(num)]
     for p in paths:
