@@ -37,6 +37,9 @@ def parse_args(argv=None):
     parser.add_argument('--tta', action='store_true', help='test time augmentation')
     parser.add_argument('--no-strict', action='store_true',
                         help='load a checkpoint that does not fit the model exactly (the matching weights only)')
+    parser.add_argument('--compile', action='store_true',
+                        help="torch.compile the model's test_step (mmengine's compile option: compile=True, or "
+                             "compile=dict(backend=..., mode=...) in the config, which this flag keeps)")
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     add_debug_arg(parser)
     args = parser.parse_args(argv)
@@ -91,8 +94,13 @@ def main(argv=None):
         else:
             cfg.test_evaluator['output_dir'] = args.out
             cfg.test_evaluator['keep_results'] = True
+    if args.compile:
+        cfg.compile = cfg.get('compile') or True
     runner = Runner.from_cfg(cfg)
     load_into_runner(runner, args.checkpoint, strict=not args.no_strict)
+    if cfg.get('compile'):
+        # mmengine applies `compile` to train_step only (Runner.train); the same option, for the test loop
+        runner._maybe_compile('test_step')
     return runner.test()
 
 

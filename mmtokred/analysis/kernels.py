@@ -81,33 +81,54 @@ def _returns_weights(module, args, kwargs) -> bool:
 def record_attention_kernels(model: torch.nn.Module, run: Callable[[], object]) -> Dict[str, List[AttentionCall]]:
     """Run ``run()`` once and return, per attention module (by its name in ``model``), the calls it made.
 
-    ``nn.MultiheadAttention`` calls record ``need_weights``; other modules never count as returning weights.
+    ``nn.MultiheadAttention`` calls record ``need_weights``; other modules never count as returning weights. A host
+    may run an attention module's computation with the module's own sub-modules instead of calling it (Swin's
+    reduced windows: ``hosts.windows.window_attention``): such a call is recorded too, from the first use of one of
+    its sub-modules to the next attention call or the end of the run, with ``kernel`` from the operators seen
+    there (no fused kernel seen = ``math``).
     """
     modules = _innermost_attention_modules(model)
     calls, handles, recorder = defaultdict(list), [], _OpRecorder()
-    pending = {}
+    open_call = {}       # name, whether it returns weights, query tokens, implicit (sub-modules only)
+
+    def close():
+        if open_call:
+            calls[open_call['name']].append(AttentionCall(_kernel_of(recorder.ops or []), open_call['weights'],
+                                                          open_call['tokens']))
+            open_call.clear()
+        recorder.ops = None
+
+    def start(name, weights, tokens, implicit):
+        close()
+        open_call.update(name=name, weights=weights, tokens=tokens, implicit=implicit)
+        recorder.ops = []
 
     def before(name):
         def hook(module, args, kwargs):
-            recorder.ops = []
             query = args[0] if args else next(iter(kwargs.values()))
             tokens = query.shape[1 if getattr(module, 'batch_first', True) else 0] if query.dim() == 3 else -1
-            pending[name] = (_returns_weights(module, args, kwargs), tokens)
+            start(name, _returns_weights(module, args, kwargs), tokens, False)
         return hook
 
-    def after(name):
-        def hook(module, args, kwargs, output):
-            weights, tokens = pending.pop(name)
-            calls[name].append(AttentionCall(_kernel_of(recorder.ops or []), weights, tokens))
-            recorder.ops = None
+    def after(module, args, kwargs, output):
+        close()
+
+    def child_before(name):
+        def hook(module, args):
+            if not open_call or (open_call['implicit'] and open_call['name'] != name):
+                x = args[0] if args and torch.is_tensor(args[0]) else None
+                start(name, False, x.shape[-2] if x is not None and x.dim() >= 2 else -1, True)
         return hook
 
     for name, module in modules.items():
         handles.append(module.register_forward_pre_hook(before(name), with_kwargs=True))
-        handles.append(module.register_forward_hook(after(name), with_kwargs=True))
+        handles.append(module.register_forward_hook(after, with_kwargs=True))
+        for child in module.children():
+            handles.append(child.register_forward_pre_hook(child_before(name)))
     try:
         with torch.no_grad(), recorder:
             run()
+            close()
     finally:
         for h in handles:
             h.remove()
@@ -133,7 +154,8 @@ def kernel_parity(baseline: Dict[str, List[AttentionCall]],
         base_k = {c.kernel for c in baseline.get(name, [])}
         red_k = {c.kernel for c in reduced.get(name, [])}
         if base_k != red_k:
-            mismatches.append(f'{name}: baseline {sorted(base_k) or "not called"}, reduced {sorted(red_k) or "not called"}')
+            mismatches.append(f'{name}: baseline {sorted(base_k) or "not called"}, '
+                              f'reduced {sorted(red_k) or "not called"}')
         base_w = any(c.weights for c in baseline.get(name, []))
         if any(c.weights for c in reduced.get(name, [])) and not base_w:
             payers.append(f'{name}: returns attention weights (the baseline does not)')
