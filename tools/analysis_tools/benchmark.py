@@ -69,8 +69,8 @@ def parse_args(argv=None):
             args.batch_size = int(args.batch_size)
         except ValueError:
             p.error(f'--batch-size must be an integer >= 1 or "auto", got {args.batch_size!r}')
-    if args.dataset and args.compile:
-        p.error('--compile times a synthetic input: it cannot be combined with --dataset')
+    if args.dataset and (args.compile or args.batch_size == 'auto'):
+        p.error('--compile and --batch-size auto time a synthetic input: they cannot be combined with --dataset')
     for name in ('batch_size', 'repeat_times', 'max_batch_size'):
         value = getattr(args, name)
         if value != 'auto' and value < 1:
