@@ -30,9 +30,11 @@ KNOWN_BREAKS = {'Expediting': 'bincount + int(max) in the tile tables of the loc
 
 
 def tiny_vit(reducer=None):
+    from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
 
     import mmtokred  # noqa: F401
+    init_default_scope('mmseg')      # an earlier test may have left mmdet's scope
     torch.manual_seed(0)
     model = MODELS.build(dict(type='ReducedVisionTransformer', img_size=(64, 80), patch_size=8, embed_dims=32,
                               num_layers=4, num_heads=2, mlp_ratio=2, out_indices=(1, 3), final_norm=True,
