@@ -39,6 +39,7 @@ TA = ['model.backbone.type=ReducedVisionTransformer', 'model.backbone.reduce_aft
     ('segmenter_tiny_tokenadapter_ade.py', 'ade', []),
     ('segmenter_tiny_expedit_ade.py', 'ade', []),
     ('segmenter_tiny_tome_ade.py', 'ade', []),
+    ('segmenter_tiny_tokenadapter_ade.py', 'ade', ['compile.backend=eager', '--compile']),   # torch.compile
     ('segmenter_tiny_cityscapes.py', 'cityscapes', []),
     ('segmenter_tiny_cityscapes.py', 'cityscapes', TA),
     ('segmenter_tiny_context.py', 'context', []),
@@ -65,6 +66,7 @@ def test_tools_test_prints_miou_table(config, fmt, extra, tiny_data_and_ckpt):
     assert re.search(r'\|\s+Class\s+\|\s+IoU\s+\|\s+Acc\s+\|', out)
     assert re.search(r'mIoU: \d+\.\d+', out)
     assert 'Load checkpoint from' in out
+    assert ('Model has been "compiled"' in out) == ('--compile' in extra)
     # every class of the dataset is in the table
     row = r'^\|\s+\S.*\|\s+(?:nan|\d+\.\d+)\s+\|\s+(?:nan|\d+\.\d+)\s+\|\s*$'
     assert len(re.findall(row, out, re.M)) == num_classes

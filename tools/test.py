@@ -55,6 +55,9 @@ def parse_args(argv=None):
     parser.add_argument('--tta', action='store_true', help='test time augmentation')
     parser.add_argument('--no-strict', action='store_true',
                         help='load a checkpoint that does not fit the model exactly (the matching weights only)')
+    parser.add_argument('--compile', action='store_true',
+                        help="torch.compile the model's test_step (mmengine's compile option: compile=True, or "
+                             "compile=dict(backend=..., mode=...) in the config, which this flag keeps)")
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     add_num_threads_arg(parser, 'torch CPU threads per process (default: torch\'s own choice, i.e. every core); on '
                                 'a shared machine or with several processes use fewer threads than idle cores')
@@ -129,9 +132,14 @@ def main(argv=None):
     screen = sys.stdout     # the header and the results; the rest goes to the log (everything with --verbose)
     if main_process:
         print(f'config: {args.config}\ncheckpoint: {args.checkpoint}\nreduction: {reduction}', flush=True)
+    if args.compile:
+        cfg.compile = cfg.get('compile') or True
     with captured_stdout(enabled=not args.verbose):
         runner = quiet_runner_class(args.verbose).from_cfg(cfg)
         load_into_runner(runner, args.checkpoint, strict=not args.no_strict)
+        if cfg.get('compile'):
+            # mmengine applies `compile` to train_step only (Runner.train); the same option, for the test loop
+            runner._maybe_compile('test_step')
         runner.log_env()
         if main_process:
             print_dataset(cfg, runner, backend, screen)

@@ -124,6 +124,11 @@ def similarity(a: Tensor, b: Tensor, metric: str) -> Tensor:
     return -torch.cdist(a, b, p=1)  # manhattan
 
 
+def _first_indices(mask: Tensor, count: int) -> Tensor:
+    """(B, N) bool with ``count`` True per row -> (B, count) their indices, ascending (``mask.nonzero()`` per row)."""
+    return torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices[:, :count]
+
+
 def _separated_drop_order(score: Tensor, n_drop: int) -> Tensor:
     """Greedy drop order of ``separate_drops``: (B, L) scores -> (B, L) line order, kept lines first.
 
@@ -401,9 +406,10 @@ class TokenAdapter(TokenReducer):
         if self.merge == 'average':
             is_kept = torch.zeros(B, N, dtype=torch.bool, device=x.device)
             is_kept.scatter_(1, kept_flat, True)
-            normal_flat = (~is_kept).nonzero()[:, 1].view(B, N - Nr)               # (B, Nn)
+            # stable sorts, not nonzero(): the same ascending indices at a shape torch.compile knows
+            normal_flat = _first_indices(~is_kept, N - Nr)                            # (B, Nn)
             rep_in_kept = (~row_unique[:, :, None] & ~col_unique[:, None, :]).flatten(1)  # (B, Nr)
-            rep_pos = rep_in_kept.nonzero()[:, 1].view(B, -1)                     # (B, Np) index into kept set
+            rep_pos = _first_indices(rep_in_kept, (n_keep_h - n_uniq_h) * (n_keep_w - n_uniq_w))  # (B, Np)
             # 3. each normal token -> most similar (real) representative token
             if self.injector == 'local':
                 target = self._local_targets(xm_seq, normal_flat, kept_flat, rows, cols, row_unique, col_unique,

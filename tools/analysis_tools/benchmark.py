@@ -1,21 +1,26 @@
-"""Model-only throughput, with interleaved comparison of several configs in one process.
+"""Batch-1 latency and saturated throughput, with interleaved comparison of several configs in one process.
 
-    python tools/analysis_tools/benchmark.py CONFIG [--compare CONFIG2 ...] [--shape H W] [--batch-size N]
-        [--repeat-times N] [--warmup N] [--fp16 | --bf16] [--device cpu|cuda] [--dataset] [--backbone-only]
-        [--num-threads N]
-        [--cfg-options ...]
+    python tools/analysis_tools/benchmark.py CONFIG [--compare CONFIG2 ...] [--shape H W] [--batch-size N|auto]
+        [--repeat-times N] [--warmup N] [--fp16 | --bf16 | --dtypes fp32 bf16 ...] [--compile] [--device cpu|cuda]
+        [--dataset] [--backbone-only] [--num-threads N] [--phase-repeat N] [--cfg-options ...]
 
 Synthetic input by default (one random batch, the same for every config); ``--dataset`` times ``test_step`` on
 the config's test loader, looping it when it is shorter than the run. Every config is built from its own file;
-with ``--compare`` the configs are timed round-robin so that a speed ratio stays valid on a noisy machine. The
-table gives the median time, the spread (IQR as % of the median), images/s, the speed-up over the first config,
-its GFLOPs ratio and the efficiency speed-up / GFLOPs-ratio. ``--phase-repeat N`` also reports the share of the
-time spent in the reduction ops themselves (measured in separate, synchronised runs). mmseg and mmdet models alike;
+every variant (config x precision x eager / compiled) is timed round-robin with the others, so that a speed ratio
+stays valid on a noisy machine. For each variant the table gives the batch-1 latency (median, spread as IQR % of
+the median), the throughput at ``--batch-size`` (``auto``: doubled from 1 while images/s grow by more than 5%, up
+to ``--max-batch-size``; each variant finds its own), the speed-ups over the first config in the same precision
+and mode, its GFLOPs ratio and the efficiency speed-up / GFLOPs ratio, and the attention kernel every attention
+call ran (``mmtokred.analysis.kernels``; the kernel parity with the first config is checked and printed).
+``--compile`` adds a ``torch.compile``d twin of every variant (``--compile-backend``, inductor by default) and the
+graph-break count dynamo finds in it. ``--phase-repeat N`` also reports the share of the time spent in the
+reduction ops themselves (eager, batch 1, measured in separate, synchronised runs). mmseg and mmdet models alike;
 ``--backbone-only`` times (and counts) the backbone alone, on 1152 x 1152 unless ``--shape`` is given: the papers'
 Swin protocol. The input shape, the CPU used by other processes during the timing, and warnings (loaded machine,
-large spread, a speed-up implausible for its GFLOPs ratio) are printed with the table.
+large spread, a speed-up implausible for its GFLOPs ratio, kernel mismatches) are printed with the table.
 """
 import argparse
+import functools
 import os.path as osp
 import platform
 import sys
@@ -24,19 +29,29 @@ from datetime import date
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 
+PRECISIONS = ('fp32', 'bf16', 'fp16')
+SATURATION_GAIN = 1.05      # --batch-size auto: double the batch while images/s grow by more than 5%
+
+
 def parse_args(argv=None):
     from mmtokred.utils.cli import add_cfg_options_arg, add_debug_arg, add_num_threads_arg, add_shape_arg
-    p = argparse.ArgumentParser(description='Benchmark model-only throughput')
+    p = argparse.ArgumentParser(description='Benchmark batch-1 latency and saturated throughput')
     p.add_argument('config')
     p.add_argument('--compare', nargs='+', default=[], help='more configs, timed interleaved with the first')
     p.add_argument('--checkpoint', help='optional checkpoint (the same for every config)')
     add_shape_arg(p)
-    p.add_argument('--batch-size', type=int, default=1)
-    p.add_argument('--repeat-times', type=int, default=20, help='timed runs per config')
-    p.add_argument('--warmup', type=int, default=3, help='untimed runs per config first')
+    p.add_argument('--batch-size', default='1',
+                   help='throughput batch size, or "auto": doubled while images/s grow (latency is always batch 1)')
+    p.add_argument('--max-batch-size', type=int, default=64, help='upper bound of --batch-size auto')
+    p.add_argument('--repeat-times', type=int, default=20, help='timed runs per variant')
+    p.add_argument('--warmup', type=int, default=3, help='untimed runs per variant first')
     prec = p.add_mutually_exclusive_group()
     prec.add_argument('--fp16', action='store_true', help='autocast to float16')
     prec.add_argument('--bf16', action='store_true', help='autocast to bfloat16')
+    prec.add_argument('--dtypes', nargs='+', choices=PRECISIONS, help='several precisions in one interleaved run')
+    p.add_argument('--compile', action='store_true', help='also time every variant under torch.compile')
+    p.add_argument('--compile-backend', default='inductor', help='torch.compile backend (default: inductor)')
+    p.add_argument('--no-kernels', action='store_true', help='skip recording the attention kernels (one forward)')
     p.add_argument('--device', default='cuda' if _cuda() else 'cpu')
     p.add_argument('--dataset', action='store_true', help='time test_step on the config test dataloader')
     p.add_argument('--backbone-only', action='store_true',
@@ -49,11 +64,20 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.backbone_only and args.dataset:
         p.error('--backbone-only times a synthetic input: it cannot be combined with --dataset')
-    for name in ('batch_size', 'repeat_times'):
-        if getattr(args, name) < 1:
+    if args.batch_size != 'auto':
+        try:
+            args.batch_size = int(args.batch_size)
+        except ValueError:
+            p.error(f'--batch-size must be an integer >= 1 or "auto", got {args.batch_size!r}')
+    if args.dataset and (args.compile or args.batch_size == 'auto'):
+        p.error('--compile and --batch-size auto time a synthetic input: they cannot be combined with --dataset')
+    for name in ('batch_size', 'repeat_times', 'max_batch_size'):
+        value = getattr(args, name)
+        if value != 'auto' and value < 1:
             p.error(f'--{name.replace("_", "-")} must be >= 1')
     if args.warmup < 0:
         p.error('--warmup must be >= 0')
+    args.dtypes = args.dtypes or ['fp16' if args.fp16 else 'bf16' if args.bf16 else 'fp32']
     return args
 
 
@@ -69,13 +93,23 @@ def machine_name(device):
     return f'{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads'
 
 
+def _torch_dtype(precision):
+    import torch
+    return dict(fp32=None, bf16=torch.bfloat16, fp16=torch.float16)[precision]
+
+
 def benchmark(configs, shape=None, batch_size=1, repeat=20, warmup=3, dtype=None, device='cpu', dataset=False,
-              checkpoint=None, cfg_options=None, phase_repeat=0, progress=True, backbone_only=False):
-    """Returns (rows, machine load during the timing, input (H, W)): one row dict per config, the first is the
-    reference."""
+              checkpoint=None, cfg_options=None, phase_repeat=0, progress=True, backbone_only=False,
+              precisions=None, compile_backend=None, kernels=True, max_batch_size=64):
+    """Returns (rows, machine load during the timing, input (H, W)): one row dict per variant (config x precision x
+    eager / compiled); the first config is the reference of its precision and mode. ``precisions`` (names in
+    ``PRECISIONS``) overrides ``dtype``; ``compile_backend`` adds compiled variants; ``batch_size`` may be
+    ``'auto'``."""
     import torch
 
+    from mmtokred.analysis.compiled import compile_cache, compile_forward, count_graph_breaks
     from mmtokred.analysis.flops import count_model_macs
+    from mmtokred.analysis.kernels import record_attention_kernels
     from mmtokred.analysis.models import (
         BACKBONE_PROTOCOL_SHAPE,
         backbone_forward,
@@ -85,18 +119,15 @@ def benchmark(configs, shape=None, batch_size=1, repeat=20, warmup=3, dtype=None
         load_config,
         tensor_forward,
     )
-    from mmtokred.analysis.timing import (
-        autocast_context,
-        measure_machine_load,
-        summarize,
-        time_interleaved,
-        time_phases,
-    )
+    from mmtokred.analysis.timing import autocast_context, measure_machine_load, time_interleaved, time_phases
 
     forward = backbone_forward if backbone_only else tensor_forward
     if backbone_only and not shape:
         shape = BACKBONE_PROTOCOL_SHAPE
-    runs, macs, models, shapes = {}, {}, {}, []
+    if precisions is None:
+        precisions = [{None: 'fp32', torch.float32: 'fp32', torch.bfloat16: 'bf16', torch.float16: 'fp16'}[dtype]]
+    modes = ['eager'] + (['compiled'] if compile_backend else [])
+    variants, macs, shapes = [], {}, []
     gen = torch.Generator().manual_seed(0)
     cfgs = [load_config(config, cfg_options) for config in configs]   # every config checked before any build
     for i, (config, cfg) in enumerate(zip(configs, cfgs)):
@@ -105,40 +136,113 @@ def benchmark(configs, shape=None, batch_size=1, repeat=20, warmup=3, dtype=None
         model = build_model(cfg, checkpoint, device)
         hw = input_shape(cfg, shape)
         shapes.append(hw)
-        x = torch.randn(batch_size, 3, *hw, generator=gen).to(device)
-        macs[config] = count_model_macs(model, x[:1].cpu() if device == 'cpu' else x[:1], forward).total()
-        models[config] = model
-        if dataset:
-            runs[config] = _dataset_runner(cfg, model, dtype, device)
+        x = torch.randn(1, 3, *hw, generator=gen).to(device)
+        macs[config] = count_model_macs(model, x.cpu() if device == 'cpu' else x, forward).total()
+        for precision in precisions:
+            for mode in modes:
+                fn = compile_forward(model, forward, compile_backend) if mode == 'compiled' else \
+                    functools.partial(forward, model)
+                v = dict(config=config, name=config_name(config), precision=precision, mode=mode, model=model,
+                         key=f'{config_name(config)} {precision} {mode}', hw=hw)
+                dt = _torch_dtype(precision)
+                if dataset:
+                    v['run'] = _dataset_runner(cfg, model, dt, device)
+                else:
+                    v['make_run'] = functools.partial(_synthetic_runner, fn, dt, device, autocast_context, hw, gen)
+                    v['run'] = v['make_run'](1)
+                if kernels and mode == 'eager':
+                    v['kernels'] = record_attention_kernels(model, v['run'])
+                v['explain'] = functools.partial(_autocast_call, forward, model, dt, device, autocast_context, x)
+                variants.append(v)
+    # compiled variants share the code objects of the forward: room for one graph per variant and batch size
+    with measure_machine_load() as load, compile_cache(64 * len(variants)):
+        latency = time_interleaved({v['key']: v['run'] for v in variants}, repeat, warmup, device, progress)
+        if dataset or batch_size == 1:
+            throughput, batches = latency, {v['key']: 1 for v in variants}
         else:
-            runs[config] = _synthetic_runner(model, x, dtype, device, autocast_context, forward)
-    with measure_machine_load() as load:
-        times = time_interleaved(runs, repeat, warmup, device, progress)
-    base = summarize(times[configs[0]])
-    rows = []
-    for config in configs:
-        s = summarize(times[config])
-        speedup = base['median'] / s['median']
-        flops_ratio = macs[configs[0]] / macs[config]
-        row = dict(config=config, name=config_name(config), gflops=macs[config] / 1e9, median_ms=1e3 * s['median'],
-                   iqr_pct=s['iqr_pct'],
-                   fps=batch_size / s['median'], speedup=speedup, flops_ratio=flops_ratio,
-                   efficiency=speedup / flops_ratio)
-        if phase_repeat:
-            shares = time_phases(runs[config], phase_repeat, device)
-            row['reduction_ms'] = 1e3 * sum(shares.values())
-            row['reduction_share_pct'] = 100 * sum(shares.values()) / s['median']
-        rows.append(row)
+            batches = {v['key']: (batch_size if batch_size != 'auto' else
+                                  _saturating_batch(v['make_run'], max_batch_size, device, progress))
+                       for v in variants}
+            throughput = time_interleaved({v['key']: v['make_run'](batches[v['key']]) for v in variants}, repeat,
+                                          warmup, device, progress)
+    for v in variants:      # after the timing: dynamo.explain resets the compiled caches
+        if v['mode'] == 'compiled':
+            v['graph_breaks'] = count_graph_breaks(v['explain'])
+    rows = _rows(variants, latency, throughput, batches, macs, batch_size if dataset else None)
+    if phase_repeat:
+        for v, row in zip(variants, rows):
+            if v['mode'] == 'eager':
+                shares = time_phases(v['run'], phase_repeat, device)
+                row['reduction_ms'] = 1e3 * sum(shares.values())
+                row['reduction_share_pct'] = 100 * sum(shares.values()) / (row['median_ms'] / 1e3)
     return rows, load, shapes[0]
 
 
-def _synthetic_runner(model, x, dtype, device, autocast_context, tensor_forward):
+def _rows(variants, latency, throughput, batches, macs, dataset_batch):
+    from mmtokred.analysis.kernels import kernel_parity, summarize_kernels
+    from mmtokred.analysis.timing import summarize
+    refs, rows = {}, []
+    for v in variants:
+        lat, thr = summarize(latency[v['key']]), summarize(throughput[v['key']])
+        batch = batches[v['key']] if dataset_batch is None else dataset_batch
+        row = dict(config=v['config'], name=v['name'], precision=v['precision'], mode=v['mode'],
+                   gflops=macs[v['config']] / 1e9, median_ms=1e3 * lat['median'], iqr_pct=lat['iqr_pct'],
+                   batch=batch, fps=batch / thr['median'], throughput_iqr_pct=thr['iqr_pct'])
+        ref = refs.setdefault((v['precision'], v['mode']), (row, v))
+        ref_row, ref_v = ref
+        row['flops_ratio'] = ref_row['gflops'] / row['gflops']
+        row['speedup'] = ref_row['median_ms'] / row['median_ms']
+        row['throughput_speedup'] = row['fps'] / ref_row['fps']
+        row['efficiency'] = row['speedup'] / row['flops_ratio']
+        row['throughput_efficiency'] = row['throughput_speedup'] / row['flops_ratio']
+        eager = next((u for u in variants if u['key'] == v['key'].replace(' compiled', ' eager')), v)
+        if 'kernels' in eager:
+            row['kernels'] = summarize_kernels(eager['kernels'])
+            ref_eager = next(u for u in variants if u['key'] == ref_v['key'].replace(' compiled', ' eager'))
+            row['kernel_mismatches'], row['weight_payers'] = kernel_parity(ref_eager['kernels'], eager['kernels'])
+        if 'graph_breaks' in v:
+            row['graph_breaks'] = v['graph_breaks'].breaks
+            row['graph_break_reasons'] = v['graph_breaks'].reasons
+        rows.append(row)
+    return rows
+
+
+def _autocast_call(forward, model, dtype, device, autocast_context, inputs):
+    with autocast_context(device, dtype):
+        return forward(model, inputs)
+
+
+def _synthetic_runner(fn, dtype, device, autocast_context, hw, gen, batch):
     import torch
+    x = torch.randn(batch, 3, *hw, generator=gen).to(device)
 
     def run():
         with torch.no_grad(), autocast_context(device, dtype):
-            tensor_forward(model, x)
+            fn(x)
     return run
+
+
+def _saturating_batch(make_run, max_batch_size, device, progress):
+    """Double the batch from 1 while images/s grow by more than ``SATURATION_GAIN`` (2 timed runs after 1 warm-up
+    per size); returns the best batch size."""
+    from mmtokred.analysis.timing import time_interleaved
+    best, best_fps, batch = 1, 0.0, 1
+    while batch <= max_batch_size:
+        try:
+            seconds = min(time_interleaved({'probe': make_run(batch)}, 2, 1, device, False)['probe'])
+        except RuntimeError as e:      # out of memory: the previous size is the saturating one
+            if 'out of memory' not in str(e):
+                raise
+            break
+        fps = batch / seconds
+        if progress:
+            print(f'  batch {batch}: {fps:.3f} img/s', flush=True)
+        if fps < SATURATION_GAIN * best_fps:
+            break
+        if fps > best_fps:
+            best, best_fps = batch, fps
+        batch *= 2
+    return best
 
 
 def _dataset_runner(cfg, model, dtype, device):
@@ -156,17 +260,41 @@ def _dataset_runner(cfg, model, dtype, device):
 
 
 def format_rows(rows, with_share=False):
-    head = ['config', 'GFLOPs', 'median ms', 'IQR %', 'img/s', 'speed-up', 'GFLOPs ratio', 'efficiency']
-    if with_share:
-        head += ['reduction ops ms', 'reduction ops %']
+    """The markdown table: one line per variant."""
+    with_breaks = any('graph_breaks' in r for r in rows)
+    head = ['config', 'precision', 'mode', 'GFLOPs', 'attention kernel', 'latency ms (batch 1)', 'IQR %', 'speed-up',
+            'batch', 'img/s', 'throughput speed-up', 'GFLOPs ratio', 'efficiency (latency / throughput)']
+    head += ['graph breaks'] if with_breaks else []
+    head += ['reduction ops ms', 'reduction ops %'] if with_share else []
     out = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for r in rows:
-        cells = [osp.basename(r['config']), f"{r['gflops']:.2f}", f"{r['median_ms']:.1f}", f"{r['iqr_pct']:.1f}",
-                 f"{r['fps']:.3f}", f"{r['speedup']:.2f}x", f"{r['flops_ratio']:.2f}x", f"{r['efficiency']:.2f}"]
+        cells = [osp.basename(r['config']), r.get('precision', 'fp32'), r.get('mode', 'eager'), f"{r['gflops']:.2f}",
+                 r.get('kernels', '-'), f"{r['median_ms']:.1f}", f"{r['iqr_pct']:.1f}", f"{r['speedup']:.2f}x",
+                 str(r.get('batch', 1)), f"{r['fps']:.3f}", f"{r.get('throughput_speedup', r['speedup']):.2f}x",
+                 f"{r['flops_ratio']:.2f}x",
+                 f"{r['efficiency']:.2f} / {r.get('throughput_efficiency', r['efficiency']):.2f}"]
+        cells += [str(r['graph_breaks']) if 'graph_breaks' in r else '-'] if with_breaks else []
         if with_share:
-            cells += [f"{r.get('reduction_ms', 0):.1f}", f"{r.get('reduction_share_pct', 0):.2f}"]
+            cells += ([f"{r['reduction_ms']:.1f}", f"{r['reduction_share_pct']:.2f}"] if 'reduction_ms' in r
+                      else ['-', '-'])
         out.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(out)
+
+
+def kernel_notes(rows):
+    """Kernel-parity lines: mismatches with the reference config, blocks paying for attention weights alone."""
+    out = []
+    for r in rows:
+        if r.get('mode', 'eager') != 'eager' or 'kernel_mismatches' not in r:
+            continue
+        for line in r['kernel_mismatches']:
+            out.append(f"KERNEL MISMATCH {r['name']} ({r['precision']}): {line}")
+        for line in r['weight_payers']:
+            out.append(f"{r['name']} ({r['precision']}): {line}")
+    checked = [r for r in rows if 'kernel_mismatches' in r]
+    if checked and not any(r['kernel_mismatches'] for r in checked):
+        out.insert(0, 'kernel parity: every attention module runs the same kernel as in the reference config')
+    return out
 
 
 def main(argv=None):
@@ -176,21 +304,26 @@ def main(argv=None):
     args = parse_args(argv)
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
-    dtype = torch.float16 if args.fp16 else torch.bfloat16 if args.bf16 else None
-    if args.fp16 and str(args.device).startswith('cpu'):
+    if 'fp16' in args.dtypes and str(args.device).startswith('cpu'):
         print('warning: --fp16 on a CPU: most CPU kernels have no float16 path (torch converts back and forth), so '
               'it runs several times slower than fp32; use --bf16 on a CPU with AVX512-BF16 / AMX, or fp32',
               file=sys.stderr, flush=True)
     configs = [args.config] + args.compare
-    rows, load, hw = benchmark(configs, args.shape, args.batch_size, args.repeat_times, args.warmup, dtype,
+    rows, load, hw = benchmark(configs, args.shape, args.batch_size, args.repeat_times, args.warmup, None,
                                args.device, args.dataset, args.checkpoint, args.cfg_options, args.phase_repeat,
-                               not args.no_progress, args.backbone_only)
-    prec = 'fp16' if args.fp16 else 'bf16' if args.bf16 else 'fp32'
+                               not args.no_progress, args.backbone_only, precisions=args.dtypes,
+                               compile_backend=args.compile_backend if args.compile else None,
+                               kernels=not args.no_kernels, max_batch_size=args.max_batch_size)
     what = 'backbone only' if args.backbone_only else 'whole model'
-    print(f'\n{machine_name(args.device)}; {what}; batch {args.batch_size}; {prec}; '
-          f'{args.repeat_times} interleaved runs '
-          f'after {args.warmup} warm-up; {date.today().isoformat()}')
+    print(f'\n{machine_name(args.device)}; {what}; latency at batch 1, throughput at batch {args.batch_size}; '
+          f'{" / ".join(args.dtypes)}; {args.repeat_times} interleaved runs after {args.warmup} warm-up; '
+          f'{date.today().isoformat()}')
     print(format_rows(rows, with_share=bool(args.phase_repeat)))
+    for line in kernel_notes(rows):
+        print(line)
+    for r in rows:
+        for reason in r.get('graph_break_reasons', []):
+            print(f"graph break in {r['name']} ({r['precision']}): {reason}")
     report_timing(rows, load, hw)
     return rows
 
