@@ -211,3 +211,17 @@ def test_tools_test_sets_the_thread_count(tmp_path):
     assert torch.get_num_threads() == wanted
     with pytest.raises(SystemExit):
         helpers.load_tool('test.py').parse_args([TINY, 'x.pth', '--num-threads', '0'])
+
+
+def test_visualize_tokens_refuses_an_unreduced_config(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from mmtokred.utils import run_cli
+    image = str(tmp_path / 'x.png')
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(image)
+    tool = helpers.load_tool('analysis_tools/visualize_tokens.py')
+    assert run_cli(tool.main, [image, TINY, '--out', str(tmp_path / 'out.png')]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'model.backbone has no reducer' in err[0] and 'reduced config' in err[0]
+    assert not (tmp_path / 'out.png').exists()

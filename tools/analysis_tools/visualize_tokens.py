@@ -158,7 +158,13 @@ def load_model(config, checkpoint=None, device='cpu', cfg_options=None):
     from mmtokred.utils.cli import check_file
     allow_trusted_checkpoints()
     check_file(checkpoint, 'checkpoint')
-    model = init_model(load_checked_config(config, cfg_options), None, device=device)
+    cfg = load_checked_config(config, cfg_options)
+    if (cfg.model.get('backbone') or {}).get('reducer') is None:    # checked before the model is built
+        from mmtokred.utils.cli import InputError
+        raise InputError(f'{config}: model.backbone has no reducer, so there is no reduction to show; give a reduced '
+                         'config (e.g. configs/tiny/segmenter_tiny_tokenadapter_ade.py) or set '
+                         'model.backbone.type / reducer with --cfg-options')
+    model = init_model(cfg, None, device=device)
     if checkpoint:
         from mmtokred.utils import load_trusted_checkpoint
         ckpt = load_trusted_checkpoint(model, checkpoint, map_location=device)
