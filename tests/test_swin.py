@@ -126,6 +126,26 @@ def test_reference_shift_mask_flag_changes_shifted_blocks_only():
     assert torch.equal(a[1], b[1]) and not torch.allclose(a[2], b[2])
 
 
+def test_shift_mask_built_once_per_shape(monkeypatch):
+    """The shifted blocks of a span and repeated forwards at one input size share one mask; a new size builds
+    its own, equal to a fresh one."""
+    calls = []
+    build_mask = swin_host.shift_window_mask
+    monkeypatch.setattr(swin_host, 'shift_window_mask', lambda *a: calls.append(a) or build_mask(*a))
+    _, reduced = pair('mmseg', reducer=TA4, reduce_after_layer=5)
+    x = torch.randn(1, 3, 192, 192)
+    first = run(reduced, x)
+    assert len(calls) == 1
+    assert all(torch.equal(a, b) for a, b in zip(first, run(reduced, x))) and len(calls) == 1
+    run(reduced, torch.randn(1, 3, 224, 192))
+    assert len(calls) == 2
+
+
+def test_reference_shift_mask_must_be_a_bool():
+    with pytest.raises(TypeError, match=r'reference_shift_mask must be True or False, got 1'):
+        pair('mmseg', reducer=TA4, reduce_after_layer=5, reference_shift_mask=1)
+
+
 @pytest.mark.parametrize('reducer', [TA4, EX4, POOL4])
 def test_padding_does_not_leak(reducer, monkeypatch):
     """The span covers a whole stage, so every block that sees padding is a reduced one: filling the padding with

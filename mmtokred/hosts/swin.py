@@ -75,7 +75,9 @@ def plan_spans(stage_depths: Sequence[int], windows: Sequence[int], reducer, red
                     restore_site=restore_site, reference_shift_mask=reference_shift_mask)
     check_restore_site(restore_site, ('backbone',), ' on a Swin host (each stage is restored before PatchMerging)')
     depth = sum(stage_depths)
-    options = (('reference_shift_mask', bool(reference_shift_mask)),)
+    if not isinstance(reference_shift_mask, bool):
+        raise TypeError(f'reference_shift_mask must be True or False, got {reference_shift_mask!r}')
+    options = (('reference_shift_mask', reference_shift_mask),)
     if reducer is None:
         return ReductionPlan(HOST_NAME, depth, options=options, settings=settings)
     starts = [sum(stage_depths[:i]) for i in range(len(stage_depths))]
@@ -157,6 +159,15 @@ class WindowReductionMixin:
             cache[key] = (stamp, bias)
         return bias
 
+    def _shift_mask(self, H: int, W: int, window: int, shift: int, mask_shift: int, device) -> Tensor:
+        """:func:`shift_window_mask`, built once per (shape, shift, device) in the model's cache: every shifted block
+        of a span and every forward at the same input size reuses it."""
+        key = ('shift_mask', H, W, window, shift, mask_shift, device)
+        cache = self.token_reduction.cache
+        if key not in cache:
+            cache[key] = shift_window_mask(H, W, window, shift, mask_shift, device)
+        return cache[key]
+
     def _reduced_block(self, block, x: Tensor, hw, span: _Span, key_valid: Optional[Tensor]) -> Tensor:
         """One SwinBlock on the reduced (Hr, Wr) map x: (B, Hr*Wr, C) with window k, shift k // 2 if the block
         shifts. key_valid: (B, Hr, Wr) bool or None."""
@@ -173,7 +184,7 @@ class WindowReductionMixin:
         mask = None
         if shift:
             mask_shift = span.window // 2 if self.token_reduction.plan.option('reference_shift_mask') else shift
-            mask = shift_window_mask(Hr, Wr, k, shift, mask_shift, x.device).repeat(B, 1, 1)   # (B*nW, N, N)
+            mask = self._shift_mask(Hr, Wr, k, shift, mask_shift, x.device).repeat(B, 1, 1)   # (B*nW, N, N)
         if valid is not None:
             key_mask = (~window_partition(valid[..., None], k).reshape(-1, 1, k * k)).to(y.dtype) * MASK_VALUE
             mask = key_mask if mask is None else mask + key_mask
