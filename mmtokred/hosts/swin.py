@@ -50,6 +50,13 @@ from .windows import (  # noqa: F401
 HOST_NAME = 'SwinTransformer'
 
 
+def _window_bias(table: Tensor, window: int, new_window: int) -> Tensor:
+    """(heads, k^2, k^2) relative position bias of window k = new_window from a (2 * window - 1)^2 x heads table."""
+    index = relative_position_index(new_window, table.device)
+    bias = resize_bias_table(table, window, new_window)[index.reshape(-1)]
+    return bias.reshape(new_window ** 2, new_window ** 2, -1).permute(2, 0, 1).contiguous()
+
+
 class _Span:
     """One reduced span of one stage (validated at configuration time)."""
 
@@ -146,15 +153,15 @@ class WindowReductionMixin:
         """(heads, k^2, k^2) relative position bias for window k from the checkpoint's table (cached per table
         version, device and dtype; recomputed while the table needs gradients)."""
         table = w_msa.relative_position_bias_table
+        if torch.compiler.is_compiling():    # dynamo cannot guard on data_ptr: computed in the graph
+            return _window_bias(table, window, new_window)
         cache = self.token_reduction.cache
         key = (id(w_msa), new_window)
         stamp = (table.data_ptr(), table._version, table.dtype, table.device)
         hit = cache.get(key)
         if hit is not None and hit[0] == stamp and not (table.requires_grad and torch.is_grad_enabled()):
             return hit[1]
-        index = relative_position_index(new_window, table.device)
-        bias = resize_bias_table(table, window, new_window)[index.reshape(-1)]
-        bias = bias.reshape(new_window ** 2, new_window ** 2, -1).permute(2, 0, 1).contiguous()
+        bias = _window_bias(table, window, new_window)
         if not (table.requires_grad and torch.is_grad_enabled()):
             cache[key] = (stamp, bias)
         return bias

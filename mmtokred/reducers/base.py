@@ -106,7 +106,9 @@ class TokenReducer(nn.Module):
         if valid is not None:
             if tuple(valid.shape) != tuple(x.shape[:3]):
                 raise ValueError(f'valid must have shape {tuple(x.shape[:3])} (B, H, W), got {tuple(valid.shape)}')
-            if bool(valid.all()):
+            # an all-real mask is dropped (the unmasked path); under torch.compile this data-dependent test would
+            # break the graph, so the mask is kept (hosts pass one only when they pad: never all real)
+            if not torch.compiler.is_compiling() and bool(valid.all()):
                 valid = None
             elif not self.supports_valid:
                 raise ValueError(f'{type(self).__name__} does not take a valid mask (padded tokens): use a grid '
