@@ -149,6 +149,21 @@ def test_sweep_gain_over_a_compared_method():
     with pytest.raises(InputError, match="method 'B'.*compare_to"):
         sweep.expand_points(None, dict(methods=[dict(name='A', model={}, points=[{}]),
                                                 dict(name='B', model={}, points=[{}, {}], compare_to='A')]))
+    pair = dict(methods=[dict(name='A', model={}, points=[{}]), dict(name='B', model={}, points=[{}], compare_to='A')])
+    with pytest.raises(InputError, match="--methods: 'C' is not a method of the sweep spec; its methods: 'A', 'B'"):
+        sweep.expand_points(None, pair, only=['C'])
+    with pytest.raises(InputError, match="--methods: 'B' is compared to 'A'; select both"):
+        sweep.expand_points(None, pair, only=['B'])
+
+
+def test_sweep_runs_only_the_selected_methods():
+    from mmengine.config import Config
+    spec = Config.fromfile(osp.join(ROOT, 'configs', 'sweeps', 'tiny_sweep.py'))
+    points = tool('sweep').expand_points(Config.fromfile(TINY), spec, only=['ToMe', 'Token Adapter'])
+    assert [(m, s) for m, s, _ in points] == [('baseline', '-'), ('Token Adapter', 'r_h=0.2, r_w=0.2'),
+                                              ('Token Adapter', 'r_h=0.4, r_w=0.4'), ('ToMe', 'ratio=0.25'),
+                                              ('ToMe', 'ratio=0.5')]
+    assert points[3][2].model.backbone.reducer.type == 'ToMe'
 
 
 def test_pixel_agreement():
