@@ -34,6 +34,10 @@ def test_sweep_writes_csv_table_and_plot(tiny, capsys):
     with open(out / 'sweep.csv') as f:
         table = list(csv.DictReader(f))
     assert len(table) == 7
+    with open(out / 'sweep.partial.csv') as f:       # written after every point: the same rows, without timing
+        partial = list(csv.DictReader(f))
+    assert [(r['method'], r['mIoU']) for r in partial] == [(r['method'], r['mIoU']) for r in table]
+    assert partial[1]['speedup'] == '' and table[1]['speedup'] != ''
     assert table[0]['method'] == 'baseline' and float(table[0]['GFLOPs_ratio']) == 1.0
     assert float(table[0]['agreement_mIoU']) == 100.0 and float(table[0]['pixel_agreement_pct']) == 100.0
     for r in table[1:]:

@@ -15,9 +15,10 @@ paired-bootstrap interval, e.g. a compensated reduction against the same reducti
 (``--bootstrap`` resamples; the interval says how much of a difference between two rows the test set can
 resolve), the agreement with the baseline's predictions (mIoU and % of equal pixels), the GFLOPs of one input at
 ``--shape``, and the speed-up over the baseline, all points timed interleaved in one process. Per-class IoUs go to
-``per_class.csv``. Every point's settings, the checkpoint and the test data are checked before the first model is
-built. The timing prints its input shape and the machine load, and warns when the machine was loaded, the spread
-is large or a speed-up is implausible for its GFLOPs ratio.
+``per_class.csv``; while the sweep runs, ``sweep.partial.csv`` holds the points evaluated so far (no timing).
+Every point's settings, the checkpoint and the test data are checked before the first model is built. The timing
+prints its input shape and the machine load, and warns when the machine was loaded, the spread is large or a
+speed-up is implausible for its GFLOPs ratio.
 """
 import argparse
 import copy
@@ -162,6 +163,8 @@ def run_sweep(config, checkpoint, spec_path, out_dir, shape=None, repeat=5, warm
                          pixel_agreement_pct=100.0 if ev.pixel_agreement is None else ev.pixel_agreement,
                          GFLOPs=macs / 1e9, per_class=_class_ious(ev.areas, classes), areas=ev.areas))
         runs[i] = (lambda m: (lambda: _forward(m, x, tensor_forward)))(model)
+        # what is evaluated so far survives an interruption (the timing columns come at the end)
+        write_csv(rows, osp.join(out_dir, 'sweep.partial.csv'))
     with measure_machine_load() as load:
         times = time_interleaved(runs, repeat, warmup, progress=progress)
     base_row, base_t = rows[0], summarize(times[0])['median']
