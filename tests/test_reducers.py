@@ -13,7 +13,14 @@ from mmtokred.reducers import (
     bipartite_soft_matching,
     build_reducer,
 )
-from mmtokred.reducers.expediting import initial_cell_labels, local_token_clustering, reconstruction_weights
+from mmtokred.reducers.expediting import (
+    _build_tile_tables,
+    _tile_tables,
+    initial_cell_labels,
+    local_token_clustering,
+    nearest_source_indices,
+    reconstruction_weights,
+)
 
 ALL = [
     lambda: TokenAdapter(r_h=0.3, r_w=0.3),
@@ -147,6 +154,30 @@ def test_local_clustering_equals_dense_masked_reference(H, W, h, w, lam, tile):
     local = local_token_clustering(x, h, w, lam, 4, 0.5, tile)[0]
     dense = dense_masked_clustering(x, h, w, lam, 4, 0.5)
     torch.testing.assert_close(local, dense, rtol=1e-9, atol=1e-9)
+
+
+def test_nearest_source_indices_equal_interpolate():
+    """The integer emulation of nearest interpolation (the initial cell labels) gives F.interpolate's indices,
+    float32 rounding included, for every pair 1 <= cells <= tokens <= 200 (the reducer's range: h <= H)."""
+    for n_in in range(1, 201):
+        cells = torch.arange(n_in, dtype=torch.float32).view(1, 1, n_in)
+        for n_out in range(n_in, 201):
+            expected = F.interpolate(cells, size=n_out, mode='nearest').view(n_out).long().tolist()
+            assert list(nearest_source_indices(n_in, n_out)) == expected, (n_in, n_out)
+
+
+@pytest.mark.parametrize('H,W,h,w,lam,tile', [(40, 40, 28, 28, 5, 4), (23, 31, 10, 13, 3, 2),
+                                              (12, 12, 8, 8, 11, 12), (37, 29, 5, 3, 1, 1)])
+def test_tile_tables_compile_without_graph_break(H, W, h, w, lam, tile):
+    """Under torch.compile the clustering's index tables are built in the graph (fullgraph: no break) and equal the
+    eager, cached ones."""
+    torch._dynamo.reset()
+    traced = torch.compile(_tile_tables, fullgraph=True, backend='eager', dynamic=False)(
+        H, W, h, w, lam, tile, torch.device('cpu'))
+    torch._dynamo.reset()
+    for t, e, u in zip(traced, _tile_tables(H, W, h, w, lam, tile, torch.device('cpu')),
+                       _build_tile_tables(H, W, h, w, lam, tile, torch.device('cpu'))):
+        assert t.dtype == e.dtype and torch.equal(t, e) and torch.equal(u, e)
 
 
 def test_reconstruction_weights_normalisation_and_no_underflow():

@@ -33,10 +33,9 @@ Cost: one min and one mean over the first iteration's distances.
 """
 import functools
 import math
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .base import (
@@ -53,21 +52,55 @@ from .base import (
 from .pooling import resize_tokens
 
 
+def _float32_of(num: int, den: int) -> Tuple[int, int]:
+    """num / den (both > 0) rounded to the nearest float32, ties to even, in integer arithmetic: (m, e) with
+    value m * 2**e, 2**23 <= m <= 2**24. No subnormals (fine for grid sizes)."""
+    e = num.bit_length() - den.bit_length() - 24
+    while True:                                     # 2**23 <= num / (den * 2**e) < 2**24: a 24-bit mantissa
+        n, d = (num, den << e) if e >= 0 else (num << -e, den)
+        m, rem = divmod(n, d)
+        if m >= 1 << 24:
+            e += 1
+        elif m < 1 << 23:
+            e -= 1
+        else:
+            break
+    return m + (2 * rem > d or (2 * rem == d and m & 1)), e
+
+
+def nearest_source_indices(in_size: int, out_size: int) -> Tuple[int, ...]:
+    """Source index of every output index of ``F.interpolate(mode='nearest')`` along one axis (out_size,), as
+    PyTorch computes it: scale = float32(in / out), src = min(floor(float32(dst * scale)), in - 1) (its shortcuts
+    for out == in and out == 2 * in give the same indices). Plain Python ints, so that dynamo constant-folds it
+    (tested equal to F.interpolate for every size pair up to 200)."""
+    m, e = _float32_of(in_size, out_size)
+    src = []
+    for dst in range(out_size):
+        p = dst * m                                 # dst * scale = p * 2**e exactly; round p to 24 bits
+        shift = max(p.bit_length() - 24, 0)
+        if shift:
+            rem, half = p & ((1 << shift) - 1), 1 << (shift - 1)
+            p = (p >> shift) + (rem > half or (rem == half and (p >> shift) & 1))
+        shift += e
+        src.append(min(p << shift if shift >= 0 else p >> -shift, in_size - 1))      # floor
+    return tuple(src)
+
+
 def initial_cell_labels(H: int, W: int, h: int, w: int, device=None):
     """Cell row of every token row (H,) and cell column of every token column (W,), by nearest interpolation of
-    the cell-index grid (the reference's rule, including its float rounding)."""
-    rows = F.interpolate(torch.arange(h, dtype=torch.float32).view(1, 1, h, 1), size=(H, 1), mode='nearest')
-    cols = F.interpolate(torch.arange(w, dtype=torch.float32).view(1, 1, 1, w), size=(1, W), mode='nearest')
-    return rows.view(H).long().to(device), cols.view(W).long().to(device)
+    the cell-index grid (the reference's rule, including its float32 rounding: :func:`nearest_source_indices`)."""
+    return (torch.tensor(nearest_source_indices(h, H), device=device),
+            torch.tensor(nearest_source_indices(w, W), device=device))
 
 
-def _runs(labels: Tensor, n_groups: int) -> Tensor:
-    """Members of each group of a monotone label vector, padded with -1: (n_groups, max group size)."""
-    counts = torch.bincount(labels, minlength=n_groups)
-    size = int(counts.max())
-    start = torch.cumsum(counts, 0) - counts
-    k = torch.arange(size, device=labels.device)
-    return torch.where(k[None] < counts[:, None], start[:, None] + k[None], torch.full_like(k[None], -1))
+def _runs(labels: Sequence[int], n_groups: int) -> Tensor:
+    """Members of each group of a monotone label sequence, padded with -1: (n_groups, max group size), built from
+    Python ints (static shape under torch.compile)."""
+    groups = [[] for _ in range(n_groups)]
+    for i, g in enumerate(labels):
+        groups[g].append(i)
+    size = max(len(g) for g in groups)
+    return torch.tensor([g + [-1] * (size - len(g)) for g in groups])
 
 
 TEMPERATURE_MODES = ('absolute', 'relative')
@@ -89,9 +122,8 @@ def nearest_distance_scale(dist: Tensor, token_weight: Optional[Tensor] = None) 
     return scale.clamp_min(1e-12)[:, None, None]
 
 
-@functools.lru_cache(maxsize=64)
 def _tile_tables(H: int, W: int, h: int, w: int, locality: int, tile: int, device: torch.device):
-    """Index tables of the local clustering, cached per geometry.
+    """Index tables of the local clustering, cached per geometry (eager).
 
     The h x w cells are grouped into tiles of ``tile`` x ``tile`` cells. Returns
       tok: (T, S) flat token indices of each tile (H*W = a zero padding token),
@@ -99,32 +131,51 @@ def _tile_tables(H: int, W: int, h: int, w: int, locality: int, tile: int, devic
       mask: (T, S, L) True where the token may join the centre: inside the lambda x lambda window around the
             token's own initial cell (the reference's locality rule), both real.
     With ``tile=1`` every token is compared with exactly its lambda^2 candidates.
+    Under torch.compile the tables are built in the graph (dynamo does not keep an lru_cache; every shape comes
+    from Python ints, so there is no graph break); in eager they are built once per geometry and device.
     """
+    if torch.compiler.is_compiling():
+        return _build_tile_tables(H, W, h, w, locality, tile, device)
+    return _cached_tile_tables(H, W, h, w, locality, tile, device)
+
+
+def _build_tile_tables(H: int, W: int, h: int, w: int, locality: int, tile: int, device: torch.device):
+    """:func:`_tile_tables` uncached. The labels, group sizes and used candidate slots are Python ints; the
+    tensor ops below have static shapes."""
     r = locality // 2
-    row_lab, col_lab = initial_cell_labels(H, W, h, w, device)
+    row_ints, col_ints = nearest_source_indices(h, H), nearest_source_indices(w, W)
+    row_lab, col_lab = torch.tensor(row_ints, device=device), torch.tensor(col_ints, device=device)
     th, tw = -(-h // tile), -(-w // tile)
-    rows, cols = _runs(row_lab // tile, th), _runs(col_lab // tile, tw)           # (th, sh), (tw, sw)
+    rows = _runs([c // tile for c in row_ints], th).to(device)                       # (th, sh)
+    cols = _runs([c // tile for c in col_ints], tw).to(device)                       # (tw, sw)
     ok = (rows[:, None, :, None] >= 0) & (cols[None, :, None, :] >= 0)            # (th, tw, sh, sw)
     pad_tok = torch.full_like(ok, H * W, dtype=torch.long)
     tok = torch.where(ok, rows[:, None, :, None] * W + cols[None, :, None, :], pad_tok)
     tok_r = torch.where(ok, row_lab[rows.clamp_min(0)][:, None, :, None].expand_as(ok), -10 * h)
     tok_c = torch.where(ok, col_lab[cols.clamp_min(0)][None, :, None, :].expand_as(ok), -10 * w)
-    span = torch.arange(-r, tile + r, device=device)                               # window offsets per tile
-    cy = torch.arange(th, device=device)[:, None] * tile + span[None]              # (th, wl)
-    cx = torch.arange(tw, device=device)[:, None] * tile + span[None]              # (tw, wl)
+    span = range(-r, tile + r)                                                     # window offsets per tile
+    wl = len(span)
+    cy = torch.arange(th, device=device)[:, None] * tile + torch.arange(-r, tile + r, device=device)[None]
+    cx = torch.arange(tw, device=device)[:, None] * tile + torch.arange(-r, tile + r, device=device)[None]
     c_ok = ((cy >= 0) & (cy < h))[:, None, :, None] & ((cx >= 0) & (cx < w))[None, :, None, :]
     pad_cand = torch.full_like(c_ok, h * w, dtype=torch.long)
     cand = torch.where(c_ok, cy[:, None, :, None] * w + cx[None, :, None, :], pad_cand)
     T = th * tw
     tok, tok_r, tok_c = tok.reshape(T, -1), tok_r.reshape(T, -1), tok_c.reshape(T, -1)
-    cy_t = cy[:, None, :, None].expand(th, tw, span.numel(), span.numel()).reshape(T, -1)
-    cx_t = cx[None, :, None, :].expand(th, tw, span.numel(), span.numel()).reshape(T, -1)
+    cy_t = cy[:, None, :, None].expand(th, tw, wl, wl).reshape(T, -1)
+    cx_t = cx[None, :, None, :].expand(th, tw, wl, wl).reshape(T, -1)
     cand, c_ok = cand.reshape(T, -1), c_ok.reshape(T, -1)
-    used = c_ok.any(0)            # candidate slots outside the grid for every tile (one tile: all but h*w)
+    # drop the candidate slots outside the grid for every tile (one tile: all but h*w)
+    used_y = [any(0 <= t * tile + s < h for t in range(th)) for s in span]
+    used_x = [any(0 <= t * tile + s < w for t in range(tw)) for s in span]
+    used = torch.tensor([i * wl + j for i in range(wl) for j in range(wl) if used_y[i] and used_x[j]], device=device)
     cand, c_ok, cy_t, cx_t = cand[:, used], c_ok[:, used], cy_t[:, used], cx_t[:, used]
     mask = (((tok_r[:, :, None] - cy_t[:, None, :]).abs() <= r) & ((tok_c[:, :, None] - cx_t[:, None, :]).abs() <= r)
             & c_ok[:, None, :])
     return tok, cand, mask
+
+
+_cached_tile_tables = functools.lru_cache(maxsize=64)(_build_tile_tables)
 
 
 def local_token_clustering(x: Tensor, h: int, w: int, locality: int, iterations: int, temperature: float,
