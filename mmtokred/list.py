@@ -87,7 +87,7 @@ def valid_values(cls, name: str, base: Optional[dict] = None) -> Optional[str]:
         cls(**settings, **{name: _Probe()})
     except Exception as e:  # noqa: BLE001 - any validator error is read for its 'must be' clause
         found = re.match(rf'^{re.escape(name)}(?:\[\d+\])? must (?:be )?(.*?), got <probe>', str(e))
-        return found.group(1).replace('an integer in >=', 'an integer >=') if found else None
+        return found.group(1) if found else None
     return None
 
 

@@ -19,3 +19,16 @@ def _restore_torch_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+# Building an mmdet model sets mmengine's default scope to mmdet, and a later test that builds from mmseg's registry
+# without naming a scope would then resolve types in mmdet's: restore the scopes after every test, so that no test
+# depends on which ran before it.
+
+
+@pytest.fixture(autouse=True)
+def _restore_default_scope():
+    from mmengine.registry import DefaultScope
+    scopes = DefaultScope._instance_dict.copy()
+    yield
+    DefaultScope._instance_dict = scopes

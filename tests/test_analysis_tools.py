@@ -34,6 +34,10 @@ def test_sweep_writes_csv_table_and_plot(tiny, capsys):
     with open(out / 'sweep.csv') as f:
         table = list(csv.DictReader(f))
     assert len(table) == 7
+    with open(out / 'sweep.partial.csv') as f:       # written after every point: the same rows, without timing
+        partial = list(csv.DictReader(f))
+    assert [(r['method'], r['mIoU']) for r in partial] == [(r['method'], r['mIoU']) for r in table]
+    assert partial[1]['speedup'] == '' and table[1]['speedup'] != ''
     assert table[0]['method'] == 'baseline' and float(table[0]['GFLOPs_ratio']) == 1.0
     assert float(table[0]['agreement_mIoU']) == 100.0 and float(table[0]['pixel_agreement_pct']) == 100.0
     for r in table[1:]:
@@ -149,6 +153,21 @@ def test_sweep_gain_over_a_compared_method():
     with pytest.raises(InputError, match="method 'B'.*compare_to"):
         sweep.expand_points(None, dict(methods=[dict(name='A', model={}, points=[{}]),
                                                 dict(name='B', model={}, points=[{}, {}], compare_to='A')]))
+    pair = dict(methods=[dict(name='A', model={}, points=[{}]), dict(name='B', model={}, points=[{}], compare_to='A')])
+    with pytest.raises(InputError, match="--methods: 'C' is not a method of the sweep spec; its methods: 'A', 'B'"):
+        sweep.expand_points(None, pair, only=['C'])
+    with pytest.raises(InputError, match="--methods: 'B' is compared to 'A'; select both"):
+        sweep.expand_points(None, pair, only=['B'])
+
+
+def test_sweep_runs_only_the_selected_methods():
+    from mmengine.config import Config
+    spec = Config.fromfile(osp.join(ROOT, 'configs', 'sweeps', 'tiny_sweep.py'))
+    points = tool('sweep').expand_points(Config.fromfile(TINY), spec, only=['ToMe', 'Token Adapter'])
+    assert [(m, s) for m, s, _ in points] == [('baseline', '-'), ('Token Adapter', 'r_h=0.2, r_w=0.2'),
+                                              ('Token Adapter', 'r_h=0.4, r_w=0.4'), ('ToMe', 'ratio=0.25'),
+                                              ('ToMe', 'ratio=0.5')]
+    assert points[3][2].model.backbone.reducer.type == 'ToMe'
 
 
 def test_pixel_agreement():

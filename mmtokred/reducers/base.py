@@ -200,8 +200,8 @@ def check_ratio(name: str, value, low_inclusive: float = 0.0, high: float = 1.0,
 
 def check_int(name: str, value, low: int, high: Optional[int] = None):
     if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
-        rng = f'[{low}, {high}]' if high is not None else f'>= {low}'
-        raise ValueError(f'{name} must be an integer in {rng}, got {value!r}')
+        rng = f'in [{low}, {high}]' if high is not None else f'>= {low}'
+        raise ValueError(f'{name} must be an integer {rng}, got {value!r}')
     return value
 
 

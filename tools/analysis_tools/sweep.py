@@ -2,7 +2,8 @@
 Pareto plot (accuracy vs GFLOPs and vs speed-up, every method on one figure, like Token Adapter's Fig. 4).
 
     python tools/analysis_tools/sweep.py CONFIG CHECKPOINT --spec SPEC.py --out-dir DIR
-        [--shape H W] [--repeat-times N] [--warmup N] [--max-images N] [--num-threads N] [--cfg-options ...]
+        [--methods NAME ...] [--shape H W] [--repeat-times N] [--warmup N] [--max-images N] [--num-threads N]
+        [--cfg-options ...]
 
 CONFIG is the unreduced model (the baseline row). SPEC is a config file with a list ``methods``; each method has
 a ``name``, a ``model`` dict merged into CONFIG's model (backbone type, insertion layers, reducer type, ...) and
@@ -14,9 +15,10 @@ paired-bootstrap interval, e.g. a compensated reduction against the same reducti
 (``--bootstrap`` resamples; the interval says how much of a difference between two rows the test set can
 resolve), the agreement with the baseline's predictions (mIoU and % of equal pixels), the GFLOPs of one input at
 ``--shape``, and the speed-up over the baseline, all points timed interleaved in one process. Per-class IoUs go to
-``per_class.csv``. Every point's settings, the checkpoint and the test data are checked before the first model is
-built. The timing prints its input shape and the machine load, and warns when the machine was loaded, the spread
-is large or a speed-up is implausible for its GFLOPs ratio.
+``per_class.csv``; while the sweep runs, ``sweep.partial.csv`` holds the points evaluated so far (no timing).
+Every point's settings, the checkpoint and the test data are checked before the first model is built. The timing
+prints its input shape and the machine load, and warns when the machine was loaded, the spread is large or a
+speed-up is implausible for its GFLOPs ratio.
 """
 import argparse
 import copy
@@ -46,6 +48,8 @@ def parse_args(argv=None):
     p.add_argument('--bootstrap', type=int, default=2000,
                    help='paired-bootstrap resamples for the retained-mIoU interval (0: none)')
     p.add_argument('--metric', default='mIoU')
+    p.add_argument('--methods', nargs='+', metavar='NAME',
+                   help="run only these methods of the spec (their `name`s; the baseline always runs)")
     p.add_argument('--no-progress', action='store_true')
     p.add_argument('--verbose', action='store_true',
                    help="show mmengine's log and the per-class tables on screen (always in OUT_DIR/sweep.log)")
@@ -64,20 +68,28 @@ def parse_args(argv=None):
     return args
 
 
-def expand_points(base_cfg, spec):
+def expand_points(base_cfg, spec, only=None):
     """[(method, setting label, cfg)] starting with the baseline; every point's reduction settings are checked
-    (one-line InputError naming the method and the point)."""
+    (one-line InputError naming the method and the point). ``only``: names of the methods to keep (None: all)."""
     from mmtokred.hosts.settings import check_reduction_settings
     from mmtokred.utils.cli import InputError
     points = [('baseline', '-', base_cfg)]
     methods = {m['name']: m for m in spec['methods']}
+    unknown = [name for name in only or () if name not in methods]
+    if unknown:
+        raise InputError(f'--methods: {unknown[0]!r} is not a method of the sweep spec; its methods: '
+                         + ', '.join(repr(n) for n in methods))
     for method in spec['methods']:
         other = method.get('compare_to')
         if other is not None and (other not in methods or other == method['name']
                                   or len(methods[other]['points']) != len(method['points'])):
             raise InputError(f"sweep spec, method {method['name']!r}: compare_to must name another method with as "
                              f"many points ({len(method['points'])}), got {other!r}")
+        if only and method['name'] in only and other is not None and other not in only:
+            raise InputError(f"--methods: {method['name']!r} is compared to {other!r}; select both")
     for method in spec['methods']:
+        if only and method['name'] not in only:
+            continue
         for point in method['points']:
             cfg = copy.deepcopy(base_cfg)
             cfg.merge_from_dict(dict(model=copy.deepcopy(method['model'])))
@@ -102,7 +114,7 @@ def check_unreduced(cfg, config):
 
 
 def run_sweep(config, checkpoint, spec_path, out_dir, shape=None, repeat=5, warmup=1, max_images=None,
-              metric='mIoU', cfg_options=None, progress=True, bootstrap=2000, verbose=False):
+              metric='mIoU', cfg_options=None, progress=True, bootstrap=2000, verbose=False, only=None):
     import torch
     from mmengine.config import Config
 
@@ -123,7 +135,7 @@ def run_sweep(config, checkpoint, spec_path, out_dir, shape=None, repeat=5, warm
     check_dataset_folders(base, ['test_dataloader'])
     check_image_files(base, ['test_dataloader'])
     spec = Config.fromfile(spec_path)
-    points = expand_points(base, spec)
+    points = expand_points(base, spec, only)
     hw = input_shape(base, shape)
     x = torch.randn(1, 3, *hw, generator=torch.Generator().manual_seed(0))
     compare_to = {m['name']: m['compare_to'] for m in spec['methods'] if m.get('compare_to')}
@@ -151,6 +163,8 @@ def run_sweep(config, checkpoint, spec_path, out_dir, shape=None, repeat=5, warm
                          pixel_agreement_pct=100.0 if ev.pixel_agreement is None else ev.pixel_agreement,
                          GFLOPs=macs / 1e9, per_class=_class_ious(ev.areas, classes), areas=ev.areas))
         runs[i] = (lambda m: (lambda: _forward(m, x, tensor_forward)))(model)
+        # what is evaluated so far survives an interruption (the timing columns come at the end)
+        write_csv(rows, osp.join(out_dir, 'sweep.partial.csv'))
     with measure_machine_load() as load:
         times = time_interleaved(runs, repeat, warmup, progress=progress)
     base_row, base_t = rows[0], summarize(times[0])['median']
@@ -327,7 +341,7 @@ def main(argv=None):
         torch.set_num_threads(args.num_threads)
     rows, paths = run_sweep(args.config, args.checkpoint, args.spec, args.out_dir, args.shape, args.repeat_times,
                             args.warmup, args.max_images, args.metric, args.cfg_options, not args.no_progress,
-                            args.bootstrap, args.verbose)
+                            args.bootstrap, args.verbose, args.methods)
     print(markdown_table(rows))
     print('\n'.join(f'wrote {p}' for p in paths.values()))
     return rows
