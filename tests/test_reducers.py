@@ -216,6 +216,69 @@ def test_tome_unmerge_restores_length_and_order():
     assert torch.equal((restored == x).all(-1), untouched)
 
 
+def gather_scatter_soft_matching(metric, r, class_token=False):
+    """ToMe's bipartite soft matching written as its paper's code does (size-weighted sums by gathers and
+    scatter_add over the A / B halves, unmerge by scatters into the A half): the oracle of the row-index form."""
+    B, N, _ = metric.shape
+    r = min(r, (N - int(class_token)) // 2)
+    m = F.normalize(metric.float(), dim=-1)
+    scores = m[:, ::2] @ m[:, 1::2].transpose(1, 2)
+    if class_token:
+        scores[:, 0] = float('-inf')
+    node_max, node_idx = scores.max(-1)
+    edge_idx = node_max.argsort(-1, descending=True)
+    unm_idx, src_idx = edge_idx[:, r:], edge_idx[:, :r]
+    if class_token:
+        unm_idx = unm_idx.sort(-1).values
+    dst_idx = node_idx.gather(1, src_idx)
+    n_a = m[:, ::2].shape[1]
+
+    def rows(idx, D):
+        return idx[..., None].expand(-1, -1, D)
+
+    def merge(x, size=None):
+        D = x.shape[-1]
+        size = x.new_ones(B, N, 1, dtype=torch.float32) if size is None else size
+        xs = x.float() * size
+        src, dst, s_src, s_dst = xs[:, ::2], xs[:, 1::2], size[:, ::2], size[:, 1::2]
+        unm = src.gather(1, rows(unm_idx, D))
+        dst = dst.scatter_add(1, rows(dst_idx, D), src.gather(1, rows(src_idx, D)))
+        s_dst = s_dst.scatter_add(1, dst_idx[..., None], s_src.gather(1, src_idx[..., None]))
+        out_size = torch.cat([s_src.gather(1, unm_idx[..., None]), s_dst], 1)
+        return (torch.cat([unm, dst], 1) / out_size).to(x.dtype), out_size
+
+    def unmerge(y):
+        D, n_unm = y.shape[-1], n_a - r
+        out = y.new_empty(B, N, D)
+        out[:, 1::2] = y[:, n_unm:]
+        a_part = y.new_empty(B, n_a, D)
+        a_part.scatter_(1, rows(unm_idx, D), y[:, :n_unm])
+        a_part.scatter_(1, rows(src_idx, D), y[:, n_unm:].gather(1, rows(dst_idx, D)))
+        out[:, ::2] = a_part
+        return out
+    return merge, unmerge
+
+
+@pytest.mark.parametrize('class_token', [False, True])
+@pytest.mark.parametrize('N,r', [(51, 25), (51, 10), (64, 32), (9, 3)])
+def test_tome_row_index_merge_equals_gather_scatter_form(N, r, class_token):
+    """merge (unweighted and size-weighted) and unmerge are exactly (fp32) the gather / scatter_add form, batch 2,
+    odd and even N, all A tokens merged or some kept, cls protected, tied similarities; bf16 inputs stay finite."""
+    gen = torch.Generator().manual_seed(N + r)
+    metric = torch.randn(2, N, 6, generator=gen)
+    metric[:, N // 2:N // 2 + 4] = metric[:, :1]                         # ties in the scores
+    x, size = torch.randn(2, N, 5, generator=gen), torch.randint(1, 4, (2, N, 1), generator=gen).float()
+    merge, unmerge = bipartite_soft_matching(metric, r, class_token=class_token)
+    ref_merge, ref_unmerge = gather_scatter_soft_matching(metric, r, class_token=class_token)
+    for s in (None, size):
+        (out, out_size), (ref, ref_size) = merge(x, s), ref_merge(x, s)
+        assert torch.equal(out, ref) and torch.equal(out_size, ref_size)
+    y = torch.randn(2, out.shape[1], 5, generator=gen)
+    assert torch.equal(unmerge(y), ref_unmerge(y))
+    low, _ = merge(x.bfloat16())
+    assert low.dtype == torch.bfloat16 and torch.isfinite(low).all() and torch.isfinite(unmerge(low)).all()
+
+
 def test_tome_reducer_restores_grid():
     x = smooth_tokens(2, 9, 11, 6)
     red = ToMe(ratio=0.5, rounds=3)(x)

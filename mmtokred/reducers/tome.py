@@ -61,35 +61,45 @@ def bipartite_soft_matching(metric: Tensor, r: int, class_token: bool = False) -
         unm_idx = unm_idx.sort(-1).values                                 # cls (A index 0) first
     src_idx = edge_idx[:, :r]                                             # (B, r) A tokens merged
     dst_idx = node_idx.gather(1, src_idx)                                 # (B, r) their B destinations
-    n_unm = n_a - r
+    n_unm, n_b = n_a - r, N - n_a
+    # merge and unmerge are row copies and row sums over the (B*N, D) input and the (B*(N - r), D) merged tokens:
+    # index_select / index_add_ with row indices computed once here (per-sample offsets folded in), the same
+    # values in the same summation order as gathers and scatter_adds of the A / B halves (tested equal)
+    dev = metric.device
+    offset_in = torch.arange(B, device=dev)[:, None] * N
+    offset_out = torch.arange(B, device=dev)[:, None] * (N - r)
+    b_pos = torch.arange(n_b, device=dev).expand(B, n_b)
+    keep_rows = (torch.cat([2 * unm_idx, 2 * b_pos + 1], 1) + offset_in).flatten()     # merged order: unm, then B
+    src_rows = (2 * src_idx + offset_in).flatten()                                     # merged A tokens
+    dst_rows = (n_unm + dst_idx + offset_out).flatten()                                # their destinations
+    unmerge_rows = torch.empty(B, N, dtype=torch.long, device=dev)                     # merged row of every token
+    unmerge_rows[:, 1::2] = n_unm + b_pos
+    unmerge_rows.scatter_(1, 2 * unm_idx, torch.arange(n_unm, device=dev).expand(B, n_unm))
+    unmerge_rows.scatter_(1, 2 * src_idx, n_unm + dst_idx)
+    unmerge_rows = (unmerge_rows + offset_out).flatten()
+
+    def merged_sum(flat: Tensor) -> Tensor:
+        """(B*N, D) -> (B*(N - r), D): kept A tokens, then every B token plus the A tokens merged into it."""
+        return flat.index_select(0, keep_rows).index_add_(0, dst_rows, flat.index_select(0, src_rows))
+
+    unit_size = None        # merged sizes when every token has size 1 (computed on first use)
 
     def merge(x: Tensor, size: Tensor = None):
+        nonlocal unit_size
         D = x.shape[-1]
-        if size is None:
-            size = x.new_ones(B, N, 1, dtype=compute_dtype(x))
-        xs = x.to(size.dtype) * size
-        src, dst = xs[:, ::2], xs[:, 1::2]
-        s_src, s_dst = size[:, ::2], size[:, 1::2]
-        unm = src.gather(1, unm_idx[..., None].expand(-1, -1, D))
-        moved = src.gather(1, src_idx[..., None].expand(-1, -1, D))
-        dst = dst.scatter_add(1, dst_idx[..., None].expand(-1, -1, D), moved)
-        s_unm = s_src.gather(1, unm_idx[..., None])
-        s_dst = s_dst.scatter_add(1, dst_idx[..., None], s_src.gather(1, src_idx[..., None]))
-        out = torch.cat([unm, dst], 1)
-        out_size = torch.cat([s_unm, s_dst], 1)
-        return (out / out_size).to(x.dtype), out_size
+        if size is None:    # unweighted: no multiplication by ones
+            if unit_size is None:
+                unit_size = merged_sum(x.new_ones(B * N, 1, dtype=compute_dtype(x))).view(B, N - r, 1)
+            out_size = unit_size.to(compute_dtype(x))
+            summed = merged_sum(x.to(out_size.dtype).reshape(B * N, D))
+        else:
+            out_size = merged_sum(size.reshape(B * N, 1)).view(B, N - r, 1)
+            summed = merged_sum((x.to(size.dtype) * size).reshape(B * N, D))
+        return (summed.view(B, N - r, D) / out_size).to(x.dtype), out_size
 
     def unmerge(y: Tensor) -> Tensor:
         D = y.shape[-1]
-        unm, dst = y[:, :n_unm], y[:, n_unm:]
-        src = dst.gather(1, dst_idx[..., None].expand(-1, -1, D))
-        out = y.new_empty(B, N, D)
-        out[:, 1::2] = dst
-        a_part = y.new_empty(B, n_a, D)
-        a_part.scatter_(1, unm_idx[..., None].expand(-1, -1, D), unm)
-        a_part.scatter_(1, src_idx[..., None].expand(-1, -1, D), src)
-        out[:, ::2] = a_part
-        return out
+        return y.reshape(B * (N - r), D).index_select(0, unmerge_rows).view(B, N, D)
 
     return merge, unmerge
 

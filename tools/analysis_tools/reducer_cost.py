@@ -5,8 +5,9 @@
 
 Rows: Token Adapter (paper setting, and with the options of BENCHMARKS.md section 11), Expediting with the local
 clustering at tile 1 (exactly lambda^2 candidates per token), 2 and 4 (default), with the relative temperature, the
-dense masked formulation of the reference, and ToMe. Median milliseconds and
-GMACs of each. ``--restore-dim`` is the channel count restored (150 = ADE20K logits, 1024 = ViT-L features).
+dense masked formulation of the reference, ToMe (span), and one of ToMe's sub-block matchings (restoring
+``--channels``). Median milliseconds and GMACs of each. ``--restore-dim`` is the channel count restored (150 =
+ADE20K logits, 1024 = ViT-L features).
 """
 import argparse
 import os.path as osp
@@ -70,15 +71,21 @@ def main(argv=None):
     cases.append((f'Expediting {h}x{w}, tile 4, relative temperature',
                   Expediting(cluster_grid=(h, w), temperature=8.0, temperature_mode='relative')))
     cases.append(('ToMe ratio 0.5 (span)', ToMe(ratio=0.5)))
+    # one of ToMe's sub-block matchings (28 in segmenter_vitl_tome_ade): the sub-block output it restores has the
+    # model's channels
+    sub_block = ('ToMe ratio 0.5, one sub-block (restores --channels)', ToMe(ratio=0.5, mode='sub_block'))
+    restore_dims = {sub_block[0]: args.channels}
+    cases.append(sub_block)
 
-    def run(reducer):
+    def run(reducer, restore_dim):
         red = reducer(x)
-        red.restore(torch.randn(1, red.tokens.shape[1], args.restore_dim))
+        red.restore(torch.randn(1, red.tokens.shape[1], restore_dim))
 
     rows = []
     with measure_machine_load() as load:
         for name, reducer in cases:
-            rows.append((name, *_measure(lambda: run(reducer), args.repeat_times, MacCounter)))
+            dim = restore_dims.get(name, args.restore_dim)
+            rows.append((name, *_measure(lambda: run(reducer, dim), args.repeat_times, MacCounter)))
         rows.append((f'Expediting {h}x{w}, dense masked clustering (reference formulation, clustering only)',
                      *_measure(lambda: dense_masked_clustering(x, h, w, 5, 5, 0.02), args.repeat_times,
                                MacCounter)))
