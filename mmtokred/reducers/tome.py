@@ -82,15 +82,10 @@ def bipartite_soft_matching(metric: Tensor, r: int, class_token: bool = False) -
         """(B*N, D) -> (B*(N - r), D): kept A tokens, then every B token plus the A tokens merged into it."""
         return flat.index_select(0, keep_rows).index_add_(0, dst_rows, flat.index_select(0, src_rows))
 
-    unit_size = None        # merged sizes when every token has size 1 (computed on first use)
-
     def merge(x: Tensor, size: Tensor = None):
-        nonlocal unit_size
         D = x.shape[-1]
-        if size is None:    # unweighted: no multiplication by ones
-            if unit_size is None:
-                unit_size = merged_sum(x.new_ones(B * N, 1, dtype=compute_dtype(x))).view(B, N - r, 1)
-            out_size = unit_size.to(compute_dtype(x))
+        if size is None:    # unweighted: sizes from a (B*N, 1) column of ones, no multiplication of x by ones
+            out_size = merged_sum(x.new_ones(B * N, 1, dtype=compute_dtype(x))).view(B, N - r, 1)
             summed = merged_sum(x.to(out_size.dtype).reshape(B * N, D))
         else:
             out_size = merged_sum(size.reshape(B * N, 1)).view(B, N - r, 1)
