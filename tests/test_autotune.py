@@ -1,6 +1,7 @@
 """tools/analysis_tools/autotune.py end to end on tiny models of every host (images-only folders), the written
 config through tools/test.py, resuming, and the one-line errors on bad input."""
 import importlib.util
+import math
 import os
 import os.path as osp
 import shutil
@@ -187,6 +188,19 @@ def test_shared_blocks_run_once_and_change_nothing(seg):
     assert replayed >= len(tuner.candidates) // 2      # EViT ranks by layer 0's attention: nothing shared
 
 
+def test_successive_halving_down_to_the_finalists(seg):
+    """--screen-images 1 --finalists 1 on 3 images: every candidate is scored on 1 image, the better half on 2,
+    the best of those on all 3 (and ranks first: complete candidates come first)."""
+    _, ckpt, images, tmp = seg
+    _, rows, chosen = autotune().main([TINY_SEG, ckpt, '--budget', '0.8', '--images', images, '--work-dir',
+                                       str(tmp / 'halving'), '--methods', 'TokenAdapter', '--screen-images', '1',
+                                       '--finalists', '1', '--no-progress'])
+    counts = [r['images'] for r in rows[0.8]]
+    n = len(counts)
+    assert n >= 3 and counts[0] == 3 and rows[0.8][0]['complete'] and chosen
+    assert sorted(counts, reverse=True) == [3] + [2] * (math.ceil(n / 2) - 1) + [1] * (n - math.ceil(n / 2))
+
+
 def test_max_minutes_stops_with_what_is_done(seg, capsys):
     _, ckpt, images, tmp = seg
     _, rows, chosen = autotune().main([TINY_SEG, ckpt, '--budget', '0.8', '--images', images, '--work-dir',
@@ -277,6 +291,14 @@ def test_budget_outside_zero_one(budget, seg, capsys):
         autotune().parse_args([TINY_SEG, ckpt, '--budget', budget, '--images', images])
     assert f'--budget must be in (0, 1] (a share of the unreduced GFLOPs), got {float(budget):g}' in \
         capsys.readouterr().err
+
+
+@pytest.mark.parametrize('option', ['--screen-images', '--finalists'])
+def test_screen_images_and_finalists_must_be_positive(option, seg, capsys):
+    _, ckpt, images, _ = seg
+    with pytest.raises(SystemExit):
+        autotune().parse_args([TINY_SEG, ckpt, '--budget', '0.8', '--images', images, option, '0'])
+    assert f'argument {option}: ' in capsys.readouterr().err
 
 
 def _error_line(argv, capsys):

@@ -644,10 +644,18 @@ class Autotuner:
         work_dir: resumable state (``autotune_state.json``) and outputs.
         max_minutes: stop scoring after this long and report the best found.
         progress: tqdm progress bar with the best so far.
+        screen_images: every candidate is first scored on this many images (default :data:`SCREEN_IMAGES`).
+        finalists: None (default): the best quarter (at least :data:`MIN_KEPT`) of the screened candidates of each
+            budget are extended to all images. K: successive halving: the images are doubled and the better half
+            (at least K) kept until K remain or the next rung would reach all images, then the K best are extended
+            to all images (for slow models: far fewer image passes).
     """
 
     def __init__(self, cfg, checkpoint, images, budgets, methods=None, work_dir=None, max_minutes=None,
-                 progress=True, log=print):
+                 progress=True, log=print, screen_images: int = SCREEN_IMAGES, finalists: Optional[int] = None):
+        for name, value in (('--screen-images', screen_images), ('--finalists', finalists)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise InputError(f'{name} must be an integer >= 1, got {value!r}')
         for b in budgets:
             if not isinstance(b, (int, float)) or not 0 < b <= 1:
                 raise InputError(f'--budget must be in (0, 1] (a share of the unreduced GFLOPs), got {b!r}')
@@ -656,6 +664,7 @@ class Autotuner:
         self.host = AutotuneHost(cfg)
         self.methods = list(methods or METHOD_SPACES)
         self.work_dir, self.max_minutes, self.progress, self.log = work_dir, max_minutes, progress, log
+        self.screen_images, self.finalists = screen_images, finalists
         self.results: Dict[str, Result] = {}
         self.failed: Dict[str, str] = {}             # candidate key -> why it cannot run on these images
         self.macs_cache: Dict[str, int] = {}
@@ -937,7 +946,7 @@ class Autotuner:
     def run(self) -> Dict[float, List[Tuple[Candidate, Result, float]]]:
         """Score the candidates; returns per budget the ranking (complete ones first, then screened ones)."""
         n_all = len(self.inputs)
-        n_screen = min(SCREEN_IMAGES, n_all)
+        n_screen = min(self.screen_images, n_all)
         self.teacher_outputs()
         bar = _bar(None, self.progress, 'autotune')
         self.evaluate(self.candidates, n_screen, bar)
@@ -946,7 +955,14 @@ class Autotuner:
         self.evaluate(refined, n_screen, bar)
         for b in self.budgets:
             ranked = self.ranked(n_screen, b)
-            keep = max(MIN_KEPT, math.ceil(KEEP_SHARE * len(ranked)))
+            if self.finalists is None:
+                keep = max(MIN_KEPT, math.ceil(KEEP_SHARE * len(ranked)))
+            else:   # successive halving: twice the images for the better half, down to the finalists
+                n, keep = n_screen, self.finalists
+                while len(ranked) > keep and 2 * n < n_all:
+                    n *= 2
+                    self.evaluate([c for c, _, _ in ranked[:max(keep, math.ceil(len(ranked) / 2))]], n, bar)
+                    ranked = self.ranked(n, b)
             self.evaluate([c for c, _, _ in ranked[:keep]], n_all, bar)
         bar.close()
         return {b: self.ranked(n_all, b) + self.ranked(n_all, b, at_least=False) for b in self.budgets}

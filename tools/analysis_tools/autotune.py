@@ -2,7 +2,7 @@
 
     python tools/analysis_tools/autotune.py CONFIG CHECKPOINT --budget 0.65 [0.5 ...] --images DIR
         [--num-images 32] [--methods TokenAdapter Expediting ToMe ...] [--out-config PATH] [--work-dir DIR]
-        [--max-minutes M] [--num-threads N] [--cfg-options ...]
+        [--max-minutes M] [--screen-images N] [--finalists K] [--num-threads N] [--cfg-options ...]
 
 The unreduced model is the teacher: every candidate (method, placement, method parameters, the ratio / grid that
 meets the budget on the MAC counter) is scored by its agreement with the unreduced model on the images of DIR
@@ -25,7 +25,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 
 def parse_args(argv=None):
-    from mmtokred.analysis.autotune import METHOD_SPACES
+    from mmtokred.analysis.autotune import METHOD_SPACES, SCREEN_IMAGES
     from mmtokred.utils.cli import add_cfg_options_arg, add_debug_arg, add_num_threads_arg, positive_int
     p = argparse.ArgumentParser(description='Label-free choice of a token reduction for a GFLOPs budget')
     p.add_argument('config', help='the model config (any reduction in it is removed for the teacher)')
@@ -38,6 +38,12 @@ def parse_args(argv=None):
     p.add_argument('--out-config', help='the chosen config (default: WORK_DIR/autotune_budget<B>.py)')
     p.add_argument('--work-dir', default='work_dirs/autotune', help='outputs and resumable state')
     p.add_argument('--max-minutes', type=float, help='stop scoring after M minutes, report the best found')
+    p.add_argument('--screen-images', type=positive_int, default=SCREEN_IMAGES,
+                   help='every candidate is first scored on this many images (default %(default)s)')
+    p.add_argument('--finalists', type=positive_int,
+                   help='per budget, successive halving (double the images, keep the better half) down to this many '
+                   'candidates, extended to all images (default: the best quarter of the screened, at least 4, '
+                   'extended at once); for slow models, e.g. --screen-images 2 --finalists 3')
     p.add_argument('--score-spec', help='instead of searching: score every point of this sweep spec '
                    '(configs/sweeps/, see sweep.py) on the images, to check the proxy against a labelled sweep')
     p.add_argument('--compare-csv', help='with --score-spec: a sweep.csv of the same spec; prints the rank '
@@ -142,7 +148,7 @@ def main(argv=None):
     cfg = load_config(args.config, args.cfg_options)
     images = list_images(args.images, args.num_images)
     tuner = Autotuner(cfg, args.checkpoint, images, args.budget, args.methods, args.work_dir, args.max_minutes,
-                      not args.no_progress)
+                      not args.no_progress, screen_images=args.screen_images, finalists=args.finalists)
     if args.score_spec:
         return score_spec(tuner, cfg, args)
     tuner.prepare()
