@@ -19,7 +19,8 @@ the teacher's outputs on a few calibration images (no annotation is read):
 Search: per method a few placements and method parameters (:data:`METHOD_SPACES`); the budget fixes the method's
 amount parameter (ratio, grid, keep rate) on the MAC counter (:mod:`.flops`): the least aggressive value whose
 MACs fit, by a bisection that tries the linearly interpolated value first. Scores are per-image statistics, so
-a candidate is first scored on a few images, the best are extended to all of them (successive halving), and
+a candidate is first scored on a few images (``screen_images``), the best are extended to all of them (at once,
+or with ``finalists`` by successive halving: twice the images for the better half, for slow models), and
 Expediting's temperature -- whose right value changes by orders of magnitude between backbones -- is searched
 coarse to fine (decades, then half decades). The blocks before a reduction site run once per image, on the
 teacher, and are replayed for every candidate that reduces there. Finished work (scores per image, MAC counts) is
