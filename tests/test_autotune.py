@@ -1,6 +1,7 @@
 """tools/analysis_tools/autotune.py end to end on tiny models of every host (images-only folders), the written
 config through tools/test.py, resuming, and the one-line errors on bad input."""
 import importlib.util
+import math
 import os
 import os.path as osp
 import shutil
@@ -8,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from mmtokred.utils import run_cli
@@ -89,8 +91,8 @@ def seg_run(seg):
 
 def test_segmenter_end_to_end_and_the_config_reproduces_the_score(seg, seg_run):
     """Tiny Segmenter ViT, images only: ranked table, CSV, plot and a config inheriting the user's; the config
-    passes tools/test.py unchanged and, scored against the unreduced model's maps as labels, reproduces the
-    agreement mIoU the tool printed for it."""
+    passes tools/test.py unchanged and, scored against the unreduced model's smoothed maps as labels (the score's
+    ground truth), reproduces the score the tool printed for it, and against its raw maps the plain agreement."""
     data, ckpt, _, tmp = seg
     wd = tmp / 'wd'
     tuner, rows, chosen = seg_run[1]
@@ -104,13 +106,48 @@ def test_segmenter_end_to_end_and_the_config_reproduces_the_score(seg, seg_run):
     text = open(chosen[0.8]).read()
     assert f"_base_ = ['{osp.relpath(osp.join(helpers.ROOT, TINY_SEG), wd)}']" in text
     assert 'model = dict(' in text and text.count('\n') == 4   # two comment lines, _base_, model: nothing else
-    labels = osp.join(data, 'annotations', 'validation')   # the labels: the unreduced model's maps
-    for path, ref in zip(tuner.images, tuner.reference):
-        name = osp.splitext(osp.basename(path))[0] + '.png'
-        Image.fromarray((ref.argmax(0) + 1).to(torch.uint8).numpy()).save(osp.join(labels, name))  # reduce_zero_label
-    metrics = tool('test.py').main([chosen[0.8], ckpt, '--work-dir', str(tmp / 'test_wd'), '--cfg-options',
-                                    f'test_dataloader.dataset.data_root={data}'])
-    assert metrics['mIoU'] == pytest.approx(ranking[0]['score'], abs=0.01)
+    labels = osp.join(data, 'annotations', 'validation')
+    for maps, column in ((tuner.targets, 'score'), ([ref.argmax(0) for ref in tuner.reference], 'plain')):
+        for path, label in zip(tuner.images, maps):   # the labels: the unreduced model's (smoothed) maps
+            name = osp.splitext(osp.basename(path))[0] + '.png'
+            Image.fromarray((label + 1).to(torch.uint8).numpy()).save(osp.join(labels, name))  # reduce_zero_label
+        metrics = tool('test.py').main([chosen[0.8], ckpt, '--work-dir', str(tmp / 'test_wd'), '--cfg-options',
+                                        f'test_dataloader.dataset.data_root={data}'])
+        assert metrics['mIoU'] == pytest.approx(ranking[0][column], abs=0.01), column
+    assert any(not torch.equal(t, ref.argmax(0)) for t, ref in zip(tuner.targets, tuner.reference))
+
+
+def test_box_filter_is_the_clipped_window_mean():
+    """The cumulative-sum box filter equals average pooling with the window clipped at the borders, for odd
+    windows larger than the map too."""
+    from mmtokred.analysis.autotune import box_filter
+    x = torch.randn(3, 11, 17)
+    for k in (1, 3, 7, 15, 25):
+        torch.testing.assert_close(box_filter(x, k), F.avg_pool2d(x[None], k, 1, k // 2, count_include_pad=False)[0])
+    torch.testing.assert_close(box_filter(x, 35), x.mean((1, 2), keepdim=True).expand_as(x))
+
+
+def test_smoothed_teacher_score(seg):
+    """The segmentation score's ground truth is the teacher's map smoothed over two patch strides (in output
+    pixels): a candidate whose logits are the smoothed teacher's scores 100 on it and less against the raw map;
+    the teacher itself the reverse."""
+    from mmtokred.analysis import autotune as at
+    from mmtokred.analysis.models import load_config
+    host = at.AutotuneHost(load_config(osp.join(helpers.ROOT, TINY_SEG)))
+    assert host.smoothing_window(dict(inputs=torch.zeros(1, 3, 64, 96)), torch.zeros(5, 64, 96)) == \
+        2 * host.patch + 1
+    assert host.smoothing_window(dict(inputs=torch.zeros(1, 3, 128, 96)), torch.zeros(5, 64, 48)) == host.patch + 1
+    torch.manual_seed(0)
+    teacher = F.interpolate(torch.randn(1, 4, 6, 8), (48, 64), mode='bilinear')[0] + 0.5 * torch.randn(4, 48, 64)
+    window = 2 * host.patch + 1
+    target = at.smoothed_teacher_map(teacher, window)
+    assert torch.equal(target, at.box_filter(teacher, window).argmax(0))
+    for out, smoothed_wins in ((at.box_filter(teacher, window), True), (teacher, False)):
+        stats, _ = at.image_statistics(host, out, teacher, target)
+        stats = torch.tensor(stats, dtype=torch.float64)
+        score, plain = float(at.score_from_stats(host, stats)), float(at.score_from_stats(host, stats, plain=True))
+        assert (score, plain) == ((100.0, pytest.approx(plain)) if smoothed_wins else (pytest.approx(score), 100.0))
+        assert min(score, plain) < 100
 
 
 def test_resumes_from_the_work_dir(seg_run, monkeypatch):
@@ -149,6 +186,19 @@ def test_shared_blocks_run_once_and_change_nothing(seg):
         assert len(model.backbone.layers) == 4 and not any(isinstance(m, torch.nn.Identity)
                                                            for m in model.backbone.layers)
     assert replayed >= len(tuner.candidates) // 2      # EViT ranks by layer 0's attention: nothing shared
+
+
+def test_successive_halving_down_to_the_finalists(seg):
+    """--screen-images 1 --finalists 1 on 3 images: every candidate is scored on 1 image, the better half on 2,
+    the best of those on all 3 (and ranks first: complete candidates come first)."""
+    _, ckpt, images, tmp = seg
+    _, rows, chosen = autotune().main([TINY_SEG, ckpt, '--budget', '0.8', '--images', images, '--work-dir',
+                                       str(tmp / 'halving'), '--methods', 'TokenAdapter', '--screen-images', '1',
+                                       '--finalists', '1', '--no-progress'])
+    counts = [r['images'] for r in rows[0.8]]
+    n = len(counts)
+    assert n >= 3 and counts[0] == 3 and rows[0.8][0]['complete'] and chosen
+    assert sorted(counts, reverse=True) == [3] + [2] * (math.ceil(n / 2) - 1) + [1] * (n - math.ceil(n / 2))
 
 
 def test_max_minutes_stops_with_what_is_done(seg, capsys):
@@ -241,6 +291,14 @@ def test_budget_outside_zero_one(budget, seg, capsys):
         autotune().parse_args([TINY_SEG, ckpt, '--budget', budget, '--images', images])
     assert f'--budget must be in (0, 1] (a share of the unreduced GFLOPs), got {float(budget):g}' in \
         capsys.readouterr().err
+
+
+@pytest.mark.parametrize('option', ['--screen-images', '--finalists'])
+def test_screen_images_and_finalists_must_be_positive(option, seg, capsys):
+    _, ckpt, images, _ = seg
+    with pytest.raises(SystemExit):
+        autotune().parse_args([TINY_SEG, ckpt, '--budget', '0.8', '--images', images, option, '0'])
+    assert f'argument {option}: ' in capsys.readouterr().err
 
 
 def _error_line(argv, capsys):

@@ -2,7 +2,7 @@
 
     python tools/analysis_tools/autotune.py CONFIG CHECKPOINT --budget 0.65 [0.5 ...] --images DIR
         [--num-images 32] [--methods TokenAdapter Expediting ToMe ...] [--out-config PATH] [--work-dir DIR]
-        [--max-minutes M] [--num-threads N] [--cfg-options ...]
+        [--max-minutes M] [--screen-images N] [--finalists K] [--num-threads N] [--cfg-options ...]
 
 The unreduced model is the teacher: every candidate (method, placement, method parameters, the ratio / grid that
 meets the budget on the MAC counter) is scored by its agreement with the unreduced model on the images of DIR
@@ -25,7 +25,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 
 def parse_args(argv=None):
-    from mmtokred.analysis.autotune import METHOD_SPACES
+    from mmtokred.analysis.autotune import METHOD_SPACES, SCREEN_IMAGES
     from mmtokred.utils.cli import add_cfg_options_arg, add_debug_arg, add_num_threads_arg, positive_int
     p = argparse.ArgumentParser(description='Label-free choice of a token reduction for a GFLOPs budget')
     p.add_argument('config', help='the model config (any reduction in it is removed for the teacher)')
@@ -38,6 +38,12 @@ def parse_args(argv=None):
     p.add_argument('--out-config', help='the chosen config (default: WORK_DIR/autotune_budget<B>.py)')
     p.add_argument('--work-dir', default='work_dirs/autotune', help='outputs and resumable state')
     p.add_argument('--max-minutes', type=float, help='stop scoring after M minutes, report the best found')
+    p.add_argument('--screen-images', type=positive_int, default=SCREEN_IMAGES,
+                   help='every candidate is first scored on this many images (default %(default)s)')
+    p.add_argument('--finalists', type=positive_int,
+                   help='per budget, successive halving (double the images, keep the better half) down to this many '
+                   'candidates, extended to all images (default: the best quarter of the screened, at least 4, '
+                   'extended at once); for slow models, e.g. --screen-images 2 --finalists 3')
     p.add_argument('--score-spec', help='instead of searching: score every point of this sweep spec '
                    '(configs/sweeps/, see sweep.py) on the images, to check the proxy against a labelled sweep')
     p.add_argument('--compare-csv', help='with --score-spec: a sweep.csv of the same spec; prints the rank '
@@ -67,8 +73,8 @@ def out_config_path(args, budget):
 
 
 def write_csv(rows_by_budget, path):
-    columns = ['budget', 'rank', 'method', 'setting', 'GFLOPs', 'GFLOPs_share', 'score', 'low', 'high', 'kl',
-               'images']
+    columns = ['budget', 'rank', 'method', 'setting', 'GFLOPs', 'GFLOPs_share', 'score', 'low', 'high', 'plain',
+               'kl', 'images']
     with open(path, 'w', newline='') as f:
         w = csv.DictWriter(f, fieldnames=columns)
         w.writeheader()
@@ -105,21 +111,23 @@ def score_spec(tuner, cfg, args):
     path = osp.join(args.work_dir, 'proxy_scores.csv')
     with open(path, 'w', newline='') as f:
         w = csv.writer(f)
-        w.writerow(['method', 'setting', 'GFLOPs', 'score', 'low', 'high', 'kl'] + (['mIoU'] if labelled else []))
+        w.writerow(['method', 'setting', 'GFLOPs', 'score', 'low', 'high', 'plain', 'kl'] +
+                   (['mIoU'] if labelled else []))
         for r in rows:
             w.writerow([r['method'], r['setting'], f"{r['GFLOPs']:.4f}", f"{r['score']:.3f}", f"{r['low']:.3f}",
-                        f"{r['high']:.3f}", f"{r['kl']:.5f}"] +
+                        f"{r['high']:.3f}", f"{r['plain']:.3f}", f"{r['kl']:.5f}"] +
                        ([labelled[(r['method'], r['setting'])]] if labelled else []))
     for r in rows:
         print(f"{r['method']} | {r['setting']} | {r['GFLOPs']:.2f} GFLOPs | score {r['score']:.2f} "
-              f"[{r['low']:.2f}, {r['high']:.2f}] | KL {r['kl']:.4f}"
+              f"[{r['low']:.2f}, {r['high']:.2f}] | plain {r['plain']:.2f} | KL {r['kl']:.4f}"
               + (f" | mIoU {labelled[(r['method'], r['setting'])]:.2f}" if labelled else ''))
     if labelled:
         miou = [labelled[(r['method'], r['setting'])] for r in rows]
         rho = spearman([r['score'] for r in rows], miou)
         rho_kl = spearman([-r['kl'] for r in rows], miou)
+        rho_plain = spearman([r['plain'] for r in rows], miou)
         print(f'rank correlation (Spearman) with the labelled mIoU over {len(rows)} settings: score {rho:.3f}, '
-              f'-KL {rho_kl:.3f}')
+              f'plain agreement {rho_plain:.3f}, -KL {rho_kl:.3f}')
     print(f'wrote {path}')
     return rows
 
@@ -140,7 +148,7 @@ def main(argv=None):
     cfg = load_config(args.config, args.cfg_options)
     images = list_images(args.images, args.num_images)
     tuner = Autotuner(cfg, args.checkpoint, images, args.budget, args.methods, args.work_dir, args.max_minutes,
-                      not args.no_progress)
+                      not args.no_progress, screen_images=args.screen_images, finalists=args.finalists)
     if args.score_spec:
         return score_spec(tuner, cfg, args)
     tuner.prepare()
