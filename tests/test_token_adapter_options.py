@@ -9,7 +9,12 @@ import torch
 import torch.nn.functional as F
 
 from mmtokred.reducers import Expediting, TokenAdapter
-from mmtokred.reducers.expediting import initial_cell_labels, local_token_clustering, reconstruction_weights
+from mmtokred.reducers.expediting import (
+    initial_cell_labels,
+    local_token_clustering,
+    reconstruction_weights,
+    restore_by_weights,
+)
 from mmtokred.reducers.pooling import resize_tokens
 from mmtokred.reducers.token_adapter import PAPER_PRESET, redundancy_line_scores
 
@@ -274,6 +279,33 @@ def test_soft_ejector_weights_and_limits():
     for b in range(2):
         kept = out[b][rows[b]][:, cols[b]].reshape(-1, y.shape[-1])
         torch.testing.assert_close(kept, y[b])
+
+
+def test_dense_restore_equals_the_gathered_weighted_sum(monkeypatch):
+    """restore_by_weights with n_reduced (one dense (N x N_r) matmul, what the soft local ejector uses) == the
+    gather of k rows per token, repeated indices with zero weight included (window edges, padding)."""
+    g = torch.Generator().manual_seed(0)
+    B, H, W, k, Nr, D = 2, 5, 7, 6, 9, 4
+    idx = torch.randint(0, Nr, (B, H * W, k), generator=g)
+    idx[:, :, -1] = idx[:, :, 0]                                   # a repeated candidate ...
+    weight = torch.rand(B, H * W, k, generator=g)
+    weight[:, :, -1] = 0                                           # ... with zero weight
+    weight = weight / weight.sum(-1, keepdim=True)
+    y = torch.randn(B, Nr, D, generator=g)
+    torch.testing.assert_close(restore_by_weights(idx, weight, H, W, Nr)(y), restore_by_weights(idx, weight, H, W)(y))
+    # the soft local ejector (dense here: N_r <= 128 k) == its gathered form, with and without padding
+    import mmtokred.reducers.expediting as expediting
+    x = smooth_tokens(2, 12, 13, 8)
+    valid = torch.ones(2, 12, 13, dtype=torch.bool)
+    valid[1, :, -3:] = False
+    for v in (None, valid):
+        reducer = TokenAdapter(r_h=0.3, r_w=0.3, eject_mode='soft', eject_radius=1)
+        y = torch.randn(reducer(x, valid=v).tokens.shape, generator=g)
+        dense = reducer(x, valid=v).restore(y)
+        with monkeypatch.context() as m:
+            m.setattr(expediting, 'DENSE_RESTORE_RATIO', 0)            # never dense: the gather of k rows
+            gathered = reducer(x, valid=v).restore(y)
+        torch.testing.assert_close(dense, gathered)
 
 
 @pytest.mark.parametrize('kw, match', [

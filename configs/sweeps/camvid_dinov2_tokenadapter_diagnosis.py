@@ -36,7 +36,7 @@ methods = [
     # scale-free temperature first (t / s per image, s = mean squared distance to the nearest initial centre)
     dict(name='Expediting after 3, relative temperature',
          model=_backbone(3, dict(_expedit, temperature_mode='relative', cluster_grid=(28, 37))),
-         points=[dict(temperature=t) for t in (4.0, 8.0)]),
+         points=[dict(temperature=t) for t in (4.0, 8.0, 16.0, 32.0, 64.0)]),
     # the whole improved Token Adapter after layer 3 (28x37 kept, Expediting's grid) and after layer 0
     dict(name='TA after 3: reference', model=_backbone(3, dict(_ref, r_h=0.22, r_w=0.22)), points=[{}]),
     dict(name='TA after 3: redundancy + LayerNorm + local injector + soft local ejector',

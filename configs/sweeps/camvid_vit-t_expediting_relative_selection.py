@@ -21,5 +21,5 @@ methods = [
          points=[{}]),
     dict(name='Expediting after 3, relative temperature',
          model=_backbone(dict(_expedit, temperature_mode='relative')),
-         points=[dict(temperature=t) for t in (2.0, 4.0, 8.0, 16.0)]),
+         points=[dict(temperature=t) for t in (2.0, 4.0, 8.0, 16.0, 32.0, 64.0)]),
 ]

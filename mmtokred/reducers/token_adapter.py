@@ -493,7 +493,7 @@ class TokenAdapter(TokenReducer):
             cand = torch.where(lost, best.expand_as(cand), cand)
             allowed = allowed | (lost & (torch.arange(cand.shape[-1], device=cand.device) == 0))
         dist = 1 - sim_all.gather(2, cand)                                                   # (B, N, K)
-        return restore_by_weights(cand, self._soft_weights(dist, allowed, valid_seq), H, W)
+        return restore_by_weights(cand, self._soft_weights(dist, allowed, valid_seq), H, W, sim_all.shape[-1])
 
     def _ejector(self, xm_seq: Tensor, xm_merged: Tensor, H: int, W: int, red_valid: Optional[Tensor] = None,
                  valid_seq: Optional[Tensor] = None):
