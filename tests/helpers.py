@@ -65,3 +65,37 @@ def tiny_ade_and_checkpoint(tmp, num=3, config='configs/tiny/segmenter_tiny_ade.
     ckpt = str(tmp / 'tiny.pth')
     torch.save(dict(state_dict=state, meta=meta or dict()), ckpt)
     return data, ckpt, state
+
+
+def compile_twice(model, x):
+    """Eager output, then two calls of ``torch.compile(model, dynamic=False)`` with a backend that counts the
+    captured graphs and runs each as is (dynamo's capture, guards and resumes; no code generation). Returns
+    (eager, first compiled output, second compiled output, graphs after the first call, graphs after both)."""
+    import torch
+    graphs = []
+
+    def counting_backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    torch._dynamo.reset()
+    try:
+        with torch.no_grad():
+            eager = model(x)
+            compiled_model = torch.compile(model, backend=counting_backend, dynamic=False)
+            first = compiled_model(x)
+            n_first = len(graphs)
+            again = compiled_model(x)
+    finally:
+        torch._dynamo.reset()
+    return eager, first, again, n_first, len(graphs)
+
+
+def smooth_tokens(B, H, W, C, seed=0):
+    """(B, H, W, C) tokens with spatial structure (bilinearly upsampled noise plus a little pixel noise)."""
+    import torch
+    import torch.nn.functional as F
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, C, max(2, H // 3), max(2, W // 3), generator=g)
+    x = F.interpolate(x, size=(H, W), mode='bilinear', align_corners=False)
+    return (x + 0.1 * torch.randn(B, C, H, W, generator=g)).permute(0, 2, 3, 1).contiguous()

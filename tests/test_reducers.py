@@ -1,4 +1,7 @@
 """Algorithm-level tests of the reducers (pure PyTorch)."""
+import importlib.util
+import os.path as osp
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -35,11 +38,10 @@ ALL = [
 ]
 
 
-def smooth_tokens(B, H, W, C, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(B, C, max(2, H // 3), max(2, W // 3), generator=g)
-    x = F.interpolate(x, size=(H, W), mode='bilinear', align_corners=False)
-    return (x + 0.1 * torch.randn(B, C, H, W, generator=g)).permute(0, 2, 3, 1).contiguous()
+spec = importlib.util.spec_from_file_location('helpers', osp.join(osp.dirname(__file__), 'helpers.py'))
+helpers = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(helpers)
+smooth_tokens = helpers.smooth_tokens
 
 
 def test_token_adapter_40x40_runs_on_28x28():

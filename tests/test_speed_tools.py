@@ -72,24 +72,11 @@ def test_compiled_equals_eager_and_graph_breaks(name):
     the benchmark tool, to keep the suite fast): outputs equal eager ones within atol = rtol = 1e-5, a second call
     compiles nothing new (the steady state), and there is one graph: no graph break, for every reducer."""
     model, x = tiny_vit(REDUCERS[name]), torch.randn(2, 3, 64, 80, generator=torch.Generator().manual_seed(1))
-    graphs = []
-
-    def counting_backend(gm, example_inputs):
-        graphs.append(gm)
-        return gm.forward
-
-    torch._dynamo.reset()
-    with torch.no_grad():
-        eager = model(x)
-        compiled_model = torch.compile(model, backend=counting_backend, dynamic=False)
-        compiled = compiled_model(x)
-        first = len(graphs)
-        compiled_again = compiled_model(x)
-    torch._dynamo.reset()
+    eager, compiled, compiled_again, first, total = helpers.compile_twice(model, x)
     for e, c, c2 in zip(eager, compiled, compiled_again):
         torch.testing.assert_close(c, e, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(c2, e, atol=1e-5, rtol=1e-5)
-    assert len(graphs) == first, 'the second call recompiled'
+    assert total == first, 'the second call recompiled'
     assert first == 1, f'{first} graphs: {first - 1} graph breaks'
 
 

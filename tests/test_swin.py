@@ -172,22 +172,11 @@ def test_compiled_equals_eager_without_graph_break():
     eager ones within 1e-5, no recompilation on the second call."""
     _, reduced = pair('mmseg', reducer=EX4, reduce_after_layer=3)   # stage 2 (blocks 4-7), map 5x6 -> 6x6
     x = torch.randn(2, 3, 70, 90)
-    graphs = []
-
-    def counting_backend(gm, example_inputs):
-        graphs.append(gm)
-        return gm.forward
-
-    torch._dynamo.reset()
-    with torch.no_grad():
-        eager = reduced(x)
-        compiled_model = torch.compile(reduced, backend=counting_backend, dynamic=False)
-        compiled, again = compiled_model(x), compiled_model(x)
-    torch._dynamo.reset()
+    eager, compiled, again, _, graphs = helpers.compile_twice(reduced, x)
     for e, c, c2 in zip(eager, compiled, again):
         torch.testing.assert_close(c, e, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(c2, e, atol=1e-5, rtol=1e-5)
-    assert len(graphs) == 1, f'{len(graphs) - 1} graph breaks'
+    assert graphs == 1, f'{graphs - 1} graph breaks'
 
 
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])

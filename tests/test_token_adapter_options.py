@@ -34,11 +34,10 @@ OPTION_IDS = ['relative-m-threshold', 'redundancy', 'layernorm', 'local-injector
 RELATIVE_EXPEDITING = dict(temperature_mode='relative', temperature=6.0, topk=5, locality=3, iterations=3)
 
 
-def smooth_tokens(B, H, W, C, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(B, C, max(2, H // 3), max(2, W // 3), generator=g)
-    x = F.interpolate(x, size=(H, W), mode='bilinear', align_corners=False)
-    return (x + 0.1 * torch.randn(B, C, H, W, generator=g)).permute(0, 2, 3, 1).contiguous()
+spec = importlib.util.spec_from_file_location('helpers', osp.join(osp.dirname(__file__), 'helpers.py'))
+helpers = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(helpers)
+smooth_tokens = helpers.smooth_tokens
 
 
 def reducers():
@@ -358,9 +357,6 @@ def test_per_window_on_the_swin_host(reducer):
 # ---------------------------------------------------------------------------------------------- token_groups tool
 def test_token_groups_tool_on_the_tiny_model(tmp_path):
     """The statistics tool runs end to end; the local injector keeps every merge within its neighbourhood."""
-    spec = importlib.util.spec_from_file_location('helpers', osp.join(osp.dirname(__file__), 'helpers.py'))
-    helpers = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(helpers)
     config = osp.join(helpers.ROOT, 'configs', 'tiny', 'segmenter_tiny_tokenadapter_ade.py')
     data, ckpt, _ = helpers.tiny_ade_and_checkpoint(tmp_path, num=2, config=config)
     tool = helpers.load_tool('analysis_tools/token_groups.py')

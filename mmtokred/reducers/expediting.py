@@ -285,16 +285,17 @@ def reconstruction_weights(x: Tensor, centres: Tensor, topk: int, temperature: U
 DENSE_RESTORE_RATIO = 128
 
 
-def restore_by_weights(idx: Tensor, weight: Tensor, H: int, W: int, n_reduced: Optional[int] = None):
+def restore_by_weights(idx: Tensor, weight: Tensor, H: int, W: int, n_reduced: Optional[int] = None,
+                       dense_ratio: int = DENSE_RESTORE_RATIO):
     """Restore closure: every token is the weighted sum of k reduced tokens. idx, weight: (B, H*W, k).
     Returns y: (B, N_r, D) -> (B, H, W, D).
 
-    ``n_reduced`` (N_r, optional): when N_r <= DENSE_RESTORE_RATIO * k, the weights are scattered (summed, so
-    repeated indices with zero weight are harmless) into one dense (B, N, N_r) matrix and the restore is one matmul
+    ``n_reduced`` (N_r, optional): when N_r <= dense_ratio * k, the weights are scattered (summed, so repeated
+    indices with zero weight are harmless) into one dense (B, N, N_r) matrix and the restore is one matmul
     (N * N_r * D MACs) instead of gathering k rows of D channels per token (N * k * D values moved): the same
     weighted sum (tested), 3-4x faster for k = 16 of N_r = 784 at 1024 channels on a CPU (BENCHMARKS.md section 13)."""
     B, N, k = idx.shape
-    if n_reduced is not None and n_reduced <= DENSE_RESTORE_RATIO * k:
+    if n_reduced is not None and n_reduced <= dense_ratio * k:
         dense = weight.new_zeros(B, N, n_reduced).scatter_add_(2, idx, weight)
 
         def restore_dense(y: Tensor) -> Tensor:
@@ -407,15 +408,8 @@ class Expediting(TokenReducer):
             return Reduction(tokens=centres_seq.to(x.dtype), grid=(h, w), reduce=reduce, valid=red_valid,
                              restore=restore_by_assignment(idx[..., 0], H, W), info=info)
 
-        if 4 * idx.shape[-1] >= h * w:
-            # k is a large share of the clusters (Swin windows: k 60 of 64): one dense (N x hw) matmul is much
-            # faster than gathering k rows per token; the same weighted sum (tested)
-            dense = weight.new_zeros(B, H * W, h * w).scatter_(2, idx, weight)
-
-            def restore(y: Tensor) -> Tensor:
-                return (dense.to(y.dtype) @ y).view(B, H, W, y.shape[-1])    # N * hw * D MACs
-        else:
-            restore = restore_by_weights(idx, weight, H, W)                    # N * k * D MACs
-
+        # dense (N x hw) matmul only when k is a large share of the clusters (Swin windows: k 60 of 64), the
+        # rule this reducer was measured with (BENCHMARKS.md section 7); otherwise a gather of k rows per token
+        restore = restore_by_weights(idx, weight, H, W, h * w, dense_ratio=4)
         return Reduction(tokens=centres_seq.to(x.dtype), grid=(h, w), restore=restore, reduce=reduce,
                          valid=red_valid, info=info)
